@@ -1,0 +1,1 @@
+"""Audio for the phone line: G.711 μ-law ↔ PCM16 and streaming resampling."""

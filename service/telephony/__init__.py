@@ -1,0 +1,1 @@
+"""Carrier edges: wire messages ↔ neutral caller events and commands."""

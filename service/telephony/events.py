@@ -1,0 +1,97 @@
+"""Neutral events between a carrier edge and the call worker.
+
+A carrier edge turns wire messages into ``CallerEvent``s and neutral commands into wire
+messages. Nothing here knows about Twilio, SIP or any model.
+
+Caller audio stays G.711 μ-law as it arrived: the worker decides whether to decode it
+(transcode mode) or forward it untouched (passthrough mode), so no frame is decoded twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class CallStarted:
+    """The media stream is up; ``parameters`` are the ``<Parameter>``s from the TwiML."""
+
+    call_sid: str
+    stream_sid: str
+    account_sid: str
+    parameters: dict[str, str] = field(default_factory=dict)
+    encoding: str = "audio/x-mulaw"
+    sample_rate: int = 8000
+    channels: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class CallerAudio:
+    """One frame of caller audio, μ-law 8 kHz; ``timestamp_ms`` is the carrier's stream clock."""
+
+    ulaw: bytes
+    timestamp_ms: int | None = None
+    chunk: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfReceived:
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class MarkPlayed:
+    """The carrier echoed a mark: playback reached it, or a ``clear`` flushed it."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    """The carrier stopped the stream (the call ended)."""
+
+    reason: str = "caller_hangup"
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolViolation:
+    """A frame the edge could not accept. ``fatal`` means the stream cannot go on."""
+
+    reason: str
+    detail: str = ""
+    fatal: bool = False
+
+
+CallerEvent = CallStarted | CallerAudio | DtmfReceived | MarkPlayed | CallEnded | ProtocolViolation
+
+
+# Commands: the worker → the carrier edge.
+
+
+@dataclass(frozen=True, slots=True)
+class PlayAudio:
+    """Queue μ-law 8 kHz audio for playback, in order, at the carrier."""
+
+    ulaw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceMark:
+    """Ask the carrier to echo ``name`` once playback reaches this point."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClearPlayback:
+    """Drop all audio queued at the carrier; pending marks are echoed at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class HangUp:
+    """End the media stream; the carrier resumes the TwiML after ``</Connect>``."""
+
+    reason: str = "agent_hangup"
+
+
+CallerCommand = PlayAudio | PlaceMark | ClearPlayback | HangUp
