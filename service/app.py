@@ -1,0 +1,134 @@
+"""The Starlette application: routes, and a lifespan that owns Redis and the live calls."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import structlog
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from service.calls.registry import CallRegistry
+from service.calls.worker import CallWorker
+from service.logging import redact_secrets
+from service.settings import Settings
+from service.store import connect_redis
+from service.store.calls import CallStore
+from service.store.writer import StoreWriter
+from service.telephony.twilio.security import SignatureChecker, StreamTokens
+from service.telephony.twilio.stream import MEDIA_PATH, run_media_stream
+from service.telephony.twilio.webhooks import status_callback, voice_webhook
+
+__all__ = ["Services", "create_app"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Services:
+    """Everything a request or a call needs, built once per process by the lifespan."""
+
+    settings: Settings
+    redis: Redis
+    embedded_redis: bool
+    writer: StoreWriter
+    store: CallStore
+    signatures: SignatureChecker
+    tokens: StreamTokens
+    calls: CallRegistry[CallWorker] = field(default_factory=CallRegistry)
+    draining: bool = False
+
+
+def build_services(settings: Settings) -> Services:
+    auth_token = settings.twilio_auth_token.get_secret_value()
+    token_secret = settings.stream_token_secret.get_secret_value() or auth_token
+    redact_secrets(auth_token, token_secret)
+    redis, embedded = connect_redis(settings.redis_url)
+    writer = StoreWriter(redis, max_pending=settings.store_max_pending)
+    store = CallStore(
+        redis, writer, prefix=settings.redis_key_prefix, ttl_seconds=settings.call_ttl_seconds
+    )
+    return Services(
+        settings=settings,
+        redis=redis,
+        embedded_redis=embedded,
+        writer=writer,
+        store=store,
+        signatures=SignatureChecker(auth_token, enforced=settings.signatures_enforced),
+        tokens=StreamTokens(token_secret, ttl_seconds=settings.stream_token_ttl_seconds),
+    )
+
+
+async def healthz(request: Request) -> Response:
+    services: Services = request.app.state.services
+    redis_up = await services.store.ping()
+    return JSONResponse(
+        {
+            "status": "ok",
+            "redis": "up" if redis_up else "down",
+            "embedded_redis": services.embedded_redis,
+            "active_calls": len(services.calls),
+            "store_pending": services.writer.pending,
+            "draining": services.draining,
+        }
+    )
+
+
+async def get_call(request: Request) -> Response:
+    """GET /calls/{call_sid}: the call record and its events, as stored."""
+    services: Services = request.app.state.services
+    call_sid = request.path_params["call_sid"]
+    record = await services.store.get_call(call_sid)
+    if not record:
+        return JSONResponse({"error": "no such call"}, status_code=404)
+    return JSONResponse({"call": record, "events": await services.store.get_events(call_sid)})
+
+
+async def media_stream(websocket: WebSocket) -> None:
+    await run_media_stream(websocket, websocket.app.state.services)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        services = build_services(settings)
+        app.state.services = services
+        if services.embedded_redis:
+            log.warning(
+                "REDIS_URL is not set: using an EMBEDDED IN-PROCESS Redis (fakeredis). "
+                "Call records live only as long as this process. Set REDIS_URL in production."
+            )
+        if not settings.signatures_enforced:
+            log.warning(
+                "Twilio signature checks are OFF",
+                why="no TWILIO_AUTH_TOKEN"
+                if not settings.twilio_auth_token.get_secret_value()
+                else "TWILIO_VALIDATE_SIGNATURES=false",
+            )
+        if not await services.store.ping():
+            log.error("Redis is not reachable at start; calls will flow and writes will wait")
+        services.writer.start()
+        log.info("service ready", public_url=settings.public_url)
+        try:
+            yield
+        finally:
+            services.draining = True
+            await services.writer.close(timeout=5.0)
+            await services.redis.aclose()
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/calls/{call_sid}", get_call, methods=["GET"]),
+        Route("/twilio/voice", voice_webhook, methods=["POST"]),
+        Route("/twilio/status", status_callback, methods=["POST"]),
+        WebSocketRoute(MEDIA_PATH, media_stream),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

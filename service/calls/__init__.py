@@ -1,0 +1,1 @@
+"""The middle: one call worker per call, holding all turn-taking policy."""

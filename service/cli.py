@@ -1,0 +1,94 @@
+"""``python -m service …``: serve, call (the softphone), demo (the README's main job)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from service.logging import configure_logging
+from service.settings import Settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+
+def uvicorn_config(settings: Settings, *, host: str, port: int) -> uvicorn.Config:
+    from service.app import create_app
+
+    return uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,  # our structlog set-up owns the root logger
+        # Base64 audio barely compresses; deflate would only cost CPU on every frame.
+        ws_per_message_deflate=False,
+        ws_max_size=1 << 20,
+        lifespan="on",
+        timeout_graceful_shutdown=30,
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default PORT).")] = None,
+) -> None:
+    """Run the service (uvicorn)."""
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
+    config = uvicorn_config(settings, host=host or settings.host, port=port or settings.port)
+    uvicorn.Server(config).run()
+
+
+@app.command()
+def call(
+    base_url: Annotated[str, typer.Argument(help="Service base URL, e.g. http://127.0.0.1:8080")],
+    wav: Annotated[Path | None, typer.Option(help="WAV file the caller speaks.")] = None,
+    record: Annotated[Path | None, typer.Option(help="Write what the caller hears here.")] = None,
+    seconds: Annotated[float, typer.Option(help="Call length in seconds.")] = 5.0,
+    dtmf: Annotated[str, typer.Option(help="Digits to press, e.g. '1234#'.")] = "",
+    from_: Annotated[str, typer.Option("--from", help="Caller number.")] = "+15550100001",
+    to: Annotated[str, typer.Option(help="Dialed number.")] = "+15550100002",
+    public_url: Annotated[
+        str | None, typer.Option(help="URL the service believes is public (signing).")
+    ] = None,
+) -> None:
+    """Place one call as Twilio would (webhook, signed stream, real-time audio)."""
+    from service.softphone.client import place_call
+
+    settings = Settings()
+    configure_logging(settings.log_format, "warning")
+    summary = asyncio.run(
+        place_call(
+            base_url,
+            auth_token=settings.twilio_auth_token.get_secret_value() or None,
+            public_url=public_url or settings.public_url,
+            wav=wav,
+            record=record,
+            seconds=seconds,
+            dtmf=[(1.0, dtmf)] if dtmf else [],
+            from_=from_,
+            to=to,
+        )
+    )
+    typer.echo(summary.to_table())
+
+
+@app.command()
+def demo(
+    seconds: Annotated[float, typer.Option(help="Length of the demo call.")] = 4.0,
+    record: Annotated[Path, typer.Option(help="Where the caller's ear is recorded.")] = Path(
+        "demo-call.wav"
+    ),
+) -> None:
+    """The main job on one machine: the service on loopback plus one softphone call."""
+    from service.demo import run_demo
+
+    raise typer.Exit(asyncio.run(run_demo(seconds=seconds, record=record)))
+
+
+def main() -> None:
+    app()

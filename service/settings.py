@@ -1,0 +1,80 @@
+"""Every setting, read from the environment (or a ``.env`` file) in one place.
+
+The README's configuration table is the operator-facing copy of this module: keep them in step.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    # --- Public address and Twilio ---------------------------------------------------------
+    public_url: str = Field(
+        "http://127.0.0.1:8080",
+        description="Base URL Twilio uses to reach this service (scheme://host[:port]).",
+    )
+    twilio_account_sid: str = ""
+    twilio_auth_token: SecretStr = SecretStr("")
+    twilio_validate_signatures: bool = Field(
+        True, description="Only an explicit false turns checks off while an auth token is set."
+    )
+    # Key for per-call stream tokens; empty: the Twilio auth token, else a per-process random key.
+    stream_token_secret: SecretStr = SecretStr("")
+    stream_token_ttl_seconds: int = 300
+
+    # --- Redis -----------------------------------------------------------------------------
+    redis_url: str = Field("", description="Empty: an embedded in-process Redis (fakeredis).")
+    redis_key_prefix: str = "va:"
+    call_ttl_seconds: int = 86_400
+    store_max_pending: int = 10_000
+
+    # --- Media stream ----------------------------------------------------------------------
+    max_frame_bytes: int = 64 * 1024
+
+    # --- Operations -------------------------------------------------------------------------
+    drain_fallback_number: str = Field("", description="Where new calls go while draining.")
+
+    # --- Logs ------------------------------------------------------------------------------
+    log_format: Literal["json", "console"] = "console"
+    log_level: str = "info"
+
+    # --- Service ---------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("PUBLIC_URL must look like https://host[:port]")
+        return value.rstrip("/")
+
+    @property
+    def public_host(self) -> str:
+        """``host[:port]`` as Twilio sees it (what it signs and connects to)."""
+        return urlsplit(self.public_url).netloc
+
+    @property
+    def public_ws_scheme(self) -> str:
+        return "wss" if urlsplit(self.public_url).scheme == "https" else "ws"
+
+    @property
+    def signatures_enforced(self) -> bool:
+        """Checked whenever a token is set, unless explicitly switched off."""
+        return bool(self.twilio_auth_token.get_secret_value()) and self.twilio_validate_signatures
+
+    @property
+    def embedded_redis(self) -> bool:
+        return not self.redis_url
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]

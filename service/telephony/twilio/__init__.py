@@ -1,0 +1,1 @@
+"""Twilio Programmable Voice edge: Media Streams codec, TwiML, webhooks, signatures."""

@@ -1,0 +1,116 @@
+"""Twilio's HTTP webhooks: the voice webhook (answers TwiML) and call status callbacks."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from service.telephony.twilio.stream import MEDIA_PATH
+from service.telephony.twilio.twiml import busy_twiml, stream_twiml
+
+if TYPE_CHECKING:
+    from service.app import Services
+
+__all__ = ["status_callback", "voice_webhook"]
+
+log = structlog.get_logger(__name__)
+DRAINING_MESSAGE = "Sorry, we can't take your call right now. Please call again shortly."
+
+
+def _services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def _public_url(services: Services, request: Request) -> str:
+    """The URL Twilio requested, rebuilt from PUBLIC_URL (behind proxies the local one differs)."""
+    query = request.url.query
+    return services.settings.public_url + request.url.path + (f"?{query}" if query else "")
+
+
+async def _signed_form(request: Request) -> tuple[FormData | None, Response | None]:
+    services = _services(request)
+    try:
+        form = await request.form()
+    except Exception as exc:  # a body the form parser cannot read
+        return None, PlainTextResponse(f"unreadable form body: {exc}", status_code=400)
+    if not services.settings.signatures_enforced:
+        if services.settings.twilio_auth_token.get_secret_value():
+            log.warning("twilio signature check is OFF (TWILIO_VALIDATE_SIGNATURES=false)")
+        return form, None
+    signature = request.headers.get("x-twilio-signature", "")
+    if not services.signatures.webhook_ok(_public_url(services, request), form, signature):
+        log.warning("webhook refused", reason="bad signature", path=request.url.path)
+        return None, PlainTextResponse("invalid Twilio signature", status_code=403)
+    return form, None
+
+
+def _xml(body: str) -> Response:
+    return Response(body, media_type="text/xml")
+
+
+async def voice_webhook(request: Request) -> Response:
+    """POST /twilio/voice: answer an incoming (or outbound-api) call with a media stream."""
+    services = _services(request)
+    form, refusal = await _signed_form(request)
+    if refusal is not None:
+        return refusal
+    assert form is not None
+    call_sid = str(form.get("CallSid", ""))
+    if not call_sid:
+        log.warning("voice webhook refused", reason="missing CallSid")
+        return PlainTextResponse("missing CallSid", status_code=400)
+    if services.draining:
+        log.info("call declined while draining", call_sid=call_sid)
+        return _xml(
+            busy_twiml(DRAINING_MESSAGE, redirect_number=services.settings.drain_fallback_number)
+        )
+    caller, callee = str(form.get("From", "")), str(form.get("To", ""))
+    direction = str(form.get("Direction", "inbound"))
+    services.store.update_call(
+        call_sid,
+        direction=direction,
+        **{"from": caller, "to": callee},
+        status=str(form.get("CallStatus", "ringing")),
+        account_sid=str(form.get("AccountSid", "")),
+    )
+    services.store.append_event(call_sid, "webhook", status=str(form.get("CallStatus", "")))
+    stream_url = (
+        f"{services.settings.public_ws_scheme}://{services.settings.public_host}{MEDIA_PATH}"
+    )
+    parameters = {
+        "from": caller,
+        "to": callee,
+        "direction": direction,
+        "token": services.tokens.mint(call_sid),
+    }
+    log.info("incoming call", call_sid=call_sid, direction=direction)
+    return _xml(stream_twiml(stream_url, parameters))
+
+
+async def status_callback(request: Request) -> Response:
+    """POST /twilio/status: call progress; ``SequenceNumber`` orders callbacks (A.5)."""
+    services = _services(request)
+    form, refusal = await _signed_form(request)
+    if refusal is not None:
+        return refusal
+    assert form is not None
+    call_sid = str(form.get("CallSid", ""))
+    status = str(form.get("CallStatus", ""))
+    if not call_sid or not status:
+        log.warning("status callback refused", reason="missing CallSid or CallStatus")
+        return PlainTextResponse("missing CallSid or CallStatus", status_code=400)
+    raw_sequence = str(form.get("SequenceNumber", ""))
+    sequence = int(raw_sequence) if raw_sequence.isdigit() else None
+    fields = {
+        key: str(form[key])
+        for key in ("CallDuration", "Timestamp", "SipResponseCode", "AnsweredBy", "Direction")
+        if key in form
+    }
+    await services.store.record_status(
+        call_sid, status=status, sequence_number=sequence, fields=fields
+    )
+    return Response(status_code=204)
