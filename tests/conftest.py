@@ -1,11 +1,17 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import redis.asyncio as aioredis
 
 from tests.support.redis_server import RedisServer
+
+if TYPE_CHECKING:
+    from service.demo import RunningService
+
+TEST_AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +38,36 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redi
     await client.flushall()
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def make_service(
+    redis_server: RedisServer,
+) -> AsyncIterator[Callable[..., Awaitable[RunningService]]]:
+    """Start the real app under uvicorn on 127.0.0.1 (a free port), against a real Redis."""
+    from service.demo import RunningService, free_port
+    from service.settings import Settings
+
+    started: list[RunningService] = []
+    flush = aioredis.Redis.from_url(redis_server.url)
+    await flush.flushall()
+    await flush.aclose()
+
+    async def start(**overrides: object) -> RunningService:
+        port = free_port()
+        values: dict[str, object] = {
+            "public_url": f"http://127.0.0.1:{port}",
+            "redis_url": redis_server.url,
+            "twilio_auth_token": TEST_AUTH_TOKEN,
+            "redis_key_prefix": "test:",
+            "call_ttl_seconds": 600,
+        }
+        values.update(overrides)
+        service = RunningService(Settings(**values), port)  # type: ignore[arg-type]
+        await service.__aenter__()
+        started.append(service)
+        return service
+
+    yield start
+    for service in reversed(started):
+        await service.__aexit__(None, None, None)

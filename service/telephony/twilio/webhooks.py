@@ -9,6 +9,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from service.store.calls import TERMINAL_STATUSES
 from service.telephony.twilio.stream import MEDIA_PATH
 from service.telephony.twilio.twiml import busy_twiml, stream_twiml
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["status_callback", "voice_webhook"]
 
 log = structlog.get_logger(__name__)
+UNORDERED_TERMINAL = 1 << 30
 DRAINING_MESSAGE = "Sorry, we can't take your call right now. Please call again shortly."
 
 
@@ -104,7 +106,13 @@ async def status_callback(request: Request) -> Response:
         log.warning("status callback refused", reason="missing CallSid or CallStatus")
         return PlainTextResponse("missing CallSid or CallStatus", status_code=400)
     raw_sequence = str(form.get("SequenceNumber", ""))
-    sequence = int(raw_sequence) if raw_sequence.isdigit() else None
+    if raw_sequence.isdigit():
+        sequence = int(raw_sequence)
+    else:
+        # Callbacks without progress events carry no SequenceNumber. A terminal status then
+        # outranks anything (the store never moves a terminal status backwards); any other
+        # only fills in a status that no ordered callback has set.
+        sequence = UNORDERED_TERMINAL if status in TERMINAL_STATUSES else 0
     fields = {
         key: str(form[key])
         for key in ("CallDuration", "Timestamp", "SipResponseCode", "AnsweredBy", "Direction")
