@@ -66,12 +66,13 @@ def call(
             base_url,
             auth_token=settings.twilio_auth_token.get_secret_value() or None,
             public_url=public_url or settings.public_url,
-            wav=wav,
+            audio=wav,
             record=record,
             seconds=seconds,
             dtmf=[(1.0, dtmf)] if dtmf else [],
-            from_=from_,
-            to=to,
+            from_number=from_,
+            to_number=to,
+            status_callback=True,
         )
     )
     typer.echo(summary.to_table())

@@ -7,6 +7,7 @@ in-process Redis; a random Twilio auth token is minted so the call takes the ful
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import socket
 from pathlib import Path
@@ -48,7 +49,9 @@ class RunningService:
         self._task = asyncio.create_task(self.server.serve())
         while not self.server.started:
             if self._task.done():
-                self._task.result()
+                # uvicorn exits (SystemExit) when the lifespan fails; its log says why.
+                with contextlib.suppress(BaseException):
+                    self._task.result()
                 raise RuntimeError("the service stopped during start-up")
             await asyncio.sleep(0.02)
         return self
@@ -65,9 +68,7 @@ async def run_demo(*, seconds: float = 4.0, record: Path = Path("demo-call.wav")
     port = free_port()
     base = Settings()
     auth_token = base.twilio_auth_token.get_secret_value() or secrets.token_hex(16)
-    settings = base.model_copy(
-        update={"public_url": f"http://127.0.0.1:{port}", "twilio_auth_token": auth_token}
-    )
+    settings = Settings(public_url=f"http://127.0.0.1:{port}", twilio_auth_token=auth_token)
     configure_logging(settings.log_format, settings.log_level)
     async with RunningService(settings, port) as service:
         summary = await place_call(
@@ -77,7 +78,7 @@ async def run_demo(*, seconds: float = 4.0, record: Path = Path("demo-call.wav")
             record=record,
             seconds=seconds,
             dtmf=[(1.0, "42#")],
-            post_status=True,
+            status_callback=True,
         )
         services = service.services
         await services.writer.flush(timeout=5.0)

@@ -97,5 +97,7 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
-    # Access lines carry query strings and are one per request: keep them out of info.
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # Access lines carry query strings and are one per request: keep them out of info, as
+    # well as the HTTP client's and websockets' per-request/per-connection chatter.
+    for name in ("uvicorn.access", "httpx", "httpcore", "websockets"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -20,6 +20,13 @@ __all__ = ["status_callback", "voice_webhook"]
 
 log = structlog.get_logger(__name__)
 UNORDERED_TERMINAL = 1 << 30
+# Status-callback parameters worth keeping (A.5), under the store's snake_case names.
+STATUS_FIELDS = {
+    "CallDuration": "call_duration_s",
+    "SipResponseCode": "sip_response_code",
+    "AnsweredBy": "answered_by",
+    "Timestamp": "carrier_timestamp",
+}
 DRAINING_MESSAGE = "Sorry, we can't take your call right now. Please call again shortly."
 
 
@@ -113,11 +120,7 @@ async def status_callback(request: Request) -> Response:
         # outranks anything (the store never moves a terminal status backwards); any other
         # only fills in a status that no ordered callback has set.
         sequence = UNORDERED_TERMINAL if status in TERMINAL_STATUSES else 0
-    fields = {
-        key: str(form[key])
-        for key in ("CallDuration", "Timestamp", "SipResponseCode", "AnsweredBy", "Direction")
-        if key in form
-    }
+    fields = {name: str(form[key]) for key, name in STATUS_FIELDS.items() if key in form}
     await services.store.record_status(
         call_sid, status=status, sequence_number=sequence, fields=fields
     )
