@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
-from collections.abc import Callable
 
 import httpx
 import pytest
@@ -25,21 +23,9 @@ from tests.support.twilio_peer import (
     sign,
     stream_from_twiml,
 )
+from tests.support.waiting import eventually
 
 SILENCE = base64.b64encode(b"\xff" * 160).decode()
-
-
-async def eventually(check: Callable[[], object], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 async def call_record(service: RunningService, call_sid: str) -> dict[str, str]:

@@ -48,14 +48,18 @@ def media_frame(payload: bytes | str, chunk: str = "1", timestamp: str = "20") -
     if isinstance(payload, bytes):
         payload = base64.b64encode(payload).decode()
     return frame(
-        "media", media={"track": "inbound", "chunk": chunk, "timestamp": timestamp, "payload": payload}
+        "media",
+        media={"track": "inbound", "chunk": chunk, "timestamp": timestamp, "payload": payload},
     )
 
 
 @pytest.fixture
 def codec() -> MediaStreamCodec:
     c = MediaStreamCodec()
-    assert c.receive(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})) is None
+    assert (
+        c.receive(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        is None
+    )
     started = c.receive(start_frame())
     assert isinstance(started, CallStarted)
     return c
@@ -87,9 +91,13 @@ def test_media_any_length(payload: bytes) -> None:
 
 
 def test_dtmf_mark_stop(codec: MediaStreamCodec) -> None:
-    assert codec.receive(frame("dtmf", dtmf={"track": "inbound_track", "digit": "7"})) == DtmfReceived("7")
+    assert codec.receive(
+        frame("dtmf", dtmf={"track": "inbound_track", "digit": "7"})
+    ) == DtmfReceived("7")
     assert codec.receive(frame("mark", mark={"name": "g1:item:40"})) == MarkPlayed("g1:item:40")
-    assert isinstance(codec.receive(frame("stop", stop={"accountSid": "AC", "callSid": CALL})), CallEnded)
+    assert isinstance(
+        codec.receive(frame("stop", stop={"accountSid": "AC", "callSid": CALL})), CallEnded
+    )
     late = codec.receive(media_frame(b"\xff"))
     assert isinstance(late, ProtocolViolation) and late.reason == "frame_after_stop"
 
@@ -108,8 +116,10 @@ def test_dtmf_mark_stop(codec: MediaStreamCodec) -> None:
         (frame("dtmf", dtmf={"digit": "xx"}), "dtmf_invalid"),
         (frame("mark", mark={}), "mark_invalid"),
         (start_frame(), "duplicate_start"),
-        (json.dumps({"event": "media", "streamSid": "MZother", "media": {"payload": ""}}),
-         "stream_sid_mismatch"),
+        (
+            json.dumps({"event": "media", "streamSid": "MZother", "media": {"payload": ""}}),
+            "stream_sid_mismatch",
+        ),
     ],
 )
 def test_bad_frames_are_violations_not_exceptions(
@@ -166,7 +176,10 @@ def test_encode_commands(codec: MediaStreamCodec) -> None:
     assert media == {"event": "media", "streamSid": STREAM, "media": {"payload": "AQID"}}
     mark = json.loads(codec.encode(PlaceMark("g2:item_1:480")) or "")
     assert mark == {"event": "mark", "streamSid": STREAM, "mark": {"name": "g2:item_1:480"}}
-    assert json.loads(codec.encode(ClearPlayback()) or "") == {"event": "clear", "streamSid": STREAM}
+    assert json.loads(codec.encode(ClearPlayback()) or "") == {
+        "event": "clear",
+        "streamSid": STREAM,
+    }
     assert codec.encode(HangUp()) is None
 
 

@@ -26,7 +26,9 @@ def test_twilio_known_answer_vector() -> None:
 def test_tampered_webhook_is_refused() -> None:
     checker = SignatureChecker("12345", enforced=True)
     assert not checker.webhook_ok(KNOWN_URL, {**KNOWN_PARAMS, "Digits": "1235"}, KNOWN_SIGNATURE)
-    assert not checker.webhook_ok(KNOWN_URL.replace("foo=1", "foo=2"), KNOWN_PARAMS, KNOWN_SIGNATURE)
+    assert not checker.webhook_ok(
+        KNOWN_URL.replace("foo=1", "foo=2"), KNOWN_PARAMS, KNOWN_SIGNATURE
+    )
     assert not checker.webhook_ok(KNOWN_URL, KNOWN_PARAMS, "")
     assert not SignatureChecker("54321", enforced=True).webhook_ok(
         KNOWN_URL, KNOWN_PARAMS, KNOWN_SIGNATURE
