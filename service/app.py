@@ -17,6 +17,7 @@ from starlette.websockets import WebSocket
 from service.calls.registry import CallRegistry
 from service.calls.worker import CallWorker
 from service.logging import redact_secrets
+from service.realtime.backends import model_secrets
 from service.settings import Settings
 from service.store import connect_redis
 from service.store.calls import CallStore
@@ -48,7 +49,7 @@ class Services:
 def build_services(settings: Settings) -> Services:
     auth_token = settings.twilio_auth_token.get_secret_value()
     token_secret = settings.stream_token_secret.get_secret_value() or auth_token
-    redact_secrets(auth_token, token_secret)
+    redact_secrets(auth_token, token_secret, *model_secrets(settings))
     redis, embedded = connect_redis(settings.redis_url)
     writer = StoreWriter(redis, max_pending=settings.store_max_pending)
     store = CallStore(

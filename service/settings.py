@@ -35,6 +35,30 @@ class Settings(BaseSettings):
     call_ttl_seconds: int = 86_400
     store_max_pending: int = 10_000
 
+    # --- Realtime model ---------------------------------------------------------------------
+    realtime_backend: Literal["openai", "azure", "local", "none"] = Field(
+        "local", description="none: no model (a silent agent; for carrier-only testing)."
+    )
+    openai_api_key: SecretStr = SecretStr("")
+    openai_realtime_url: str = "wss://api.openai.com/v1/realtime"
+    openai_realtime_model: str = "gpt-realtime"
+    local_realtime_url: str = "ws://127.0.0.1:8765/v1/realtime"
+    azure_openai_endpoint: str = ""
+    azure_openai_api_key: SecretStr = SecretStr("")
+    azure_openai_deployment: str = ""
+    audio_mode: Literal["transcode", "passthrough"] = "transcode"
+    agent_instructions: str = (
+        "You are a friendly, concise phone assistant. Speak in short sentences."
+    )
+    agent_voice: str = "marin"
+    agent_greeting: str = "Greet the caller in one short sentence and ask how you can help."
+    vad_threshold: float = 0.5
+    vad_prefix_padding_ms: int = 300
+    vad_silence_duration_ms: int = 500
+    vad_idle_timeout_ms: int | None = None
+    input_transcription_model: str = ""
+    model_ready_timeout_seconds: float = 5.0
+
     # --- Media stream ----------------------------------------------------------------------
     max_frame_bytes: int = 64 * 1024
 

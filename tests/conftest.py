@@ -20,7 +20,7 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer()
     server.start()
     yield server
-    server.stop()
+    server.cleanup()
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def own_redis_server() -> Iterator[RedisServer]:
     server = RedisServer()
     server.start()
     yield server
-    server.stop()
+    server.cleanup()
 
 
 @pytest.fixture
@@ -61,6 +61,7 @@ async def make_service(
             "twilio_auth_token": TEST_AUTH_TOKEN,
             "redis_key_prefix": "test:",
             "call_ttl_seconds": 600,
+            "realtime_backend": "none",
         }
         values.update(overrides)
         service = RunningService(Settings(**values), port)  # type: ignore[arg-type]

@@ -1,16 +1,38 @@
 """The call worker: one per call, the only place that decides what a call does.
 
-The carrier edge hands it neutral ``CallerEvent``s and gives it a ``send`` coroutine for
-neutral commands. It records what happened through the non-blocking call store, so nothing
-on this path awaits Redis.
+The carrier edge hands it neutral ``CallerEvent``s and a ``send`` coroutine for neutral
+commands; the model edge hands it ``ModelEvent``s. Turn-taking policy lives here and only
+here: when the agent speaks first, what a barge-in does (DESIGN.md "Barge-in, precisely"),
+what happens when the model goes away. Everything it records goes through the non-blocking
+call store: nothing on the audio path awaits Redis.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol
 
 import structlog
 
+from service.audio.transcode import PcmToUlaw, UlawToPcm
+from service.calls.playback import PlaybackLedger
+from service.realtime.events import (
+    ULAW_8K,
+    AgentAudio,
+    ItemTruncated,
+    ModelAudioFormat,
+    ModelClosed,
+    ModelError,
+    ModelEvent,
+    ResponseDone,
+    ResponseStarted,
+    SpeechStarted,
+    SpeechStopped,
+    ToolCallRequested,
+    Transcript,
+)
 from service.store.calls import CallStore
 from service.telephony.events import (
     CallEnded,
@@ -18,18 +40,49 @@ from service.telephony.events import (
     CallerCommand,
     CallerEvent,
     CallStarted,
+    ClearPlayback,
     DtmfReceived,
+    HangUp,
     MarkPlayed,
+    PlaceMark,
+    PlayAudio,
 )
 
-__all__ = ["CallWorker", "CommandSink"]
+__all__ = ["CallWorker", "CommandSink", "ModelSession"]
 
 CommandSink = Callable[[CallerCommand], Awaitable[None]]
 log = structlog.get_logger(__name__)
 
+# Errors the protocol itself calls benign races (protocols.md B.4, F.6): logged, not alarming.
+BENIGN_MODEL_ERRORS = frozenset({"response_cancel_not_active", "invalid_value"})
+# Caller audio held while the model session opens (the greeting is being prepared).
+MAX_EARLY_AUDIO_FRAMES = 100  # 2 s of 20 ms frames, 16 KB at most
+
+
+class ModelSession(Protocol):
+    """What the worker needs from a model edge (OpenAI/Azure/local today)."""
+
+    @property
+    def audio_format(self) -> ModelAudioFormat: ...
+    @property
+    def active_response_id(self) -> str | None: ...
+    async def open(self) -> None: ...
+    def events(self) -> AsyncIterator[ModelEvent]: ...
+    async def send_audio(self, audio: bytes) -> bool: ...
+    async def create_response(self, instructions: str | None = None) -> bool: ...
+    async def truncate(self, item_id: str, audio_end_ms: int) -> bool: ...
+    async def cancel_response(self) -> bool: ...
+    async def function_output(self, call_id: str, output: str) -> bool: ...
+    async def close(self) -> None: ...
+
 
 class CallWorker:
-    """Owns one call from ``start`` to its end. Memory: a few counters per call."""
+    """Owns one call from ``start`` to its end.
+
+    Memory per call: the playback ledger (a record per chunk queued at the carrier), two
+    resampler histories, at most ``MAX_EARLY_AUDIO_FRAMES`` frames held before the model is
+    ready, and the ids of interrupted responses (cleared as they finish).
+    """
 
     def __init__(
         self,
@@ -37,17 +90,32 @@ class CallWorker:
         *,
         store: CallStore,
         send: CommandSink,
+        model: ModelSession | None = None,
         backend: str = "none",
+        greeting: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.call_sid = started.call_sid
         self.stream_sid = started.stream_sid
         self.store = store
         self.send = send
+        self.model = model
         self.backend = backend
+        self.greeting = greeting
+        self.clock = clock
+        self.ledger = PlaybackLedger()
         self.frames_in = 0
         self.ms_in = 0
-        self.marks_played = 0
+        self.ms_out = 0.0
+        self.barge_ins = 0
         self.end_reason: str | None = None
+        self.model_ready = False
+        self.interrupted_responses: set[str] = set()
+        self._early_audio: list[bytes] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ended = asyncio.Event()
+        self._to_model: UlawToPcm | None = None
+        self._to_caller: PcmToUlaw | None = None
         params = started.parameters
         store.call_started(
             self.call_sid,
@@ -59,24 +127,218 @@ class CallWorker:
             account_sid=started.account_sid,
         )
 
+    # --- life cycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the model session in the background; caller audio is held until it is up."""
+        if self.model is not None:
+            self._tasks.append(asyncio.create_task(self._run_model(self.model)))
+
+    async def _run_model(self, model: ModelSession) -> None:
+        try:
+            await model.open()
+        except Exception as exc:
+            log.warning("model session failed to open", error=str(exc))
+            self.store.append_event(
+                self.call_sid, "error", reason="model_unavailable", detail=str(exc)
+            )
+            await self._end_call("model_unavailable")
+            return
+        fmt = model.audio_format
+        if fmt != ULAW_8K:
+            self._to_model = UlawToPcm(fmt.sample_rate)
+            self._to_caller = PcmToUlaw(fmt.sample_rate)
+        self.model_ready = True
+        log.info("model session ready", audio=f"{fmt.encoding}/{fmt.sample_rate}")
+        for frame in self._early_audio:
+            await model.send_audio(self._model_audio(frame))
+        self._early_audio.clear()
+        if self.greeting:
+            await model.create_response(self.greeting)
+        try:
+            async for event in model.events():
+                await self.on_model_event(event)
+                if isinstance(event, ModelClosed):
+                    return
+        except Exception:
+            # No exception escapes a call's tasks: the call ends with a reason instead.
+            log.exception("model event handling failed")
+            await self._end_call("internal_error")
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self.model is not None:
+            try:
+                await self.model.close()
+            except Exception:
+                log.warning("model close failed", exc_info=True)
+
+    async def _end_call(self, reason: str) -> None:
+        if self.end_reason is None:
+            self.end_reason = reason
+        await self.send(HangUp(reason))
+
+    # --- caller side ------------------------------------------------------------------------
+
+    def _model_audio(self, ulaw: bytes) -> bytes:
+        return ulaw if self._to_model is None else self._to_model.convert(ulaw)
+
     async def on_event(self, event: CallerEvent) -> None:
         if isinstance(event, CallerAudio):
             # Hot path: ~50 frames a second per call; no logging, no store writes here.
             self.frames_in += 1
             self.ms_in += len(event.ulaw) // 8
+            if self.model is None:
+                return
+            if self.model_ready:
+                await self.model.send_audio(self._model_audio(event.ulaw))
+            elif len(self._early_audio) < MAX_EARLY_AUDIO_FRAMES:
+                self._early_audio.append(event.ulaw)
         elif isinstance(event, MarkPlayed):
-            self.marks_played += 1
+            self.ledger.mark_played(event.name, self.clock())
         elif isinstance(event, DtmfReceived):
             log.info("dtmf", digit=event.digit)
             self.store.append_event(self.call_sid, "dtmf", digit=event.digit)
         elif isinstance(event, CallEnded):
             self.end_reason = self.end_reason or "caller_hangup"
 
+    # --- model side -------------------------------------------------------------------------
+
+    async def on_model_event(self, event: ModelEvent) -> None:
+        if isinstance(event, AgentAudio):
+            await self._play(event)
+        elif isinstance(event, SpeechStarted):
+            await self._barge_in(event)
+        elif isinstance(event, SpeechStopped):
+            pass
+        elif isinstance(event, ResponseStarted):
+            pass
+        elif isinstance(event, ResponseDone):
+            self.interrupted_responses.discard(event.response_id)
+            self.store.append_event(
+                self.call_sid,
+                "response",
+                response_id=event.response_id,
+                status=event.status,
+                reason=event.reason,
+            )
+        elif isinstance(event, Transcript):
+            if event.text:
+                self.store.append_event(
+                    self.call_sid,
+                    "transcript",
+                    role=event.role,
+                    item_id=event.item_id,
+                    text=event.text,
+                )
+        elif isinstance(event, ItemTruncated):
+            self.store.append_event(
+                self.call_sid, "truncated", item_id=event.item_id, audio_end_ms=event.audio_end_ms
+            )
+        elif isinstance(event, ToolCallRequested):
+            await self._no_tools(event)
+        elif isinstance(event, ModelError):
+            self._model_error(event)
+        elif isinstance(event, ModelClosed):
+            log.warning("model session closed mid-call", reason=event.reason)
+            self.store.append_event(
+                self.call_sid, "error", reason="model_closed", detail=event.reason
+            )
+            # Closing our socket makes Twilio run the apology after </Connect> (A.1).
+            await self._end_call("model_disconnected")
+
+    async def _play(self, event: AgentAudio) -> None:
+        if event.response_id in self.interrupted_responses:
+            return  # B.6 step 4: nothing of an interrupted response reaches the caller
+        assert self.model is not None
+        duration_ms = len(event.audio) / self.model.audio_format.bytes_per_ms
+        ulaw = event.audio if self._to_caller is None else self._to_caller.convert(event.audio)
+        if not ulaw:
+            return
+        # One media and one mark per model delta: whole chunks, not a message per 20 ms.
+        mark = self.ledger.audio_sent(event.item_id, duration_ms, self.clock())
+        self.ms_out += duration_ms
+        await self.send(PlayAudio(ulaw))
+        await self.send(PlaceMark(mark))
+
+    async def _barge_in(self, event: SpeechStarted) -> None:
+        assert self.model is not None
+        now = self.clock()
+        active = self.model.active_response_id
+        if not self.ledger.playing and active is None:
+            return  # the caller simply took their turn
+        self.barge_ins += 1
+        if self.ledger.playing:
+            await self.send(ClearPlayback())
+        truncations = self.ledger.interrupt(now)
+        if active is not None:
+            self.interrupted_responses.add(active)
+            await self.model.cancel_response()
+        if self._to_caller is not None:
+            # The resampler's history belongs to audio the caller will never hear.
+            self._to_caller = PcmToUlaw(self.model.audio_format.sample_rate)
+        for cut in truncations:
+            await self.model.truncate(cut.item_id, cut.audio_end_ms)
+            self.store.append_event(
+                self.call_sid,
+                "barge_in",
+                item_id=cut.item_id,
+                audio_end_ms=cut.audio_end_ms,
+                sent_ms=cut.sent_ms,
+                unheard_ms=cut.sent_ms - cut.audio_end_ms,
+                response_id=active or "",
+            )
+        if not truncations:
+            self.store.append_event(
+                self.call_sid,
+                "barge_in",
+                item_id="",
+                audio_end_ms=0,
+                sent_ms=0,
+                response_id=active or "",
+            )
+        log.info("barge-in", truncations=len(truncations), response_active=active is not None)
+
+    async def _no_tools(self, event: ToolCallRequested) -> None:
+        # Never leave a call dangling (B.5): say plainly that no tool ran.
+        assert self.model is not None
+        self.store.append_event(
+            self.call_sid, "tool_unavailable", name=event.name, call_id=event.call_id
+        )
+        await self.model.function_output(event.call_id, '{"error": "no tools are available"}')
+
+    def _model_error(self, event: ModelError) -> None:
+        benign = event.code in BENIGN_MODEL_ERRORS
+        (log.info if benign else log.warning)(
+            "model error", code=event.code, message=event.message, benign=benign
+        )
+        self.store.append_event(
+            self.call_sid,
+            "model_error",
+            code=event.code,
+            message=event.message,
+            benign=benign,
+        )
+
     def finish(self, end_reason: str | None = None) -> str:
         """Record the end of the call once; returns the reason recorded."""
         reason = self.end_reason or end_reason or "stream_closed"
         self.end_reason = reason
-        self.store.update_call(self.call_sid, frames_in=self.frames_in, caller_audio_ms=self.ms_in)
+        self.store.update_call(
+            self.call_sid,
+            frames_in=self.frames_in,
+            caller_audio_ms=self.ms_in,
+            agent_audio_ms=round(self.ms_out),
+            barge_ins=self.barge_ins,
+        )
         self.store.call_ended(self.call_sid, end_reason=reason)
-        log.info("call ended", end_reason=reason, frames_in=self.frames_in, ms_in=self.ms_in)
+        log.info(
+            "call ended", end_reason=reason, frames_in=self.frames_in, barge_ins=self.barge_ins
+        )
         return reason

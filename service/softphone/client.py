@@ -199,7 +199,11 @@ def _resample(pcm: bytes, rate: int) -> bytes:
         return pcm
     rs = StreamResampler(rate, 8000)
     out = rs.process(pcm) + rs.flush()
-    return out[: len(out) & ~1]
+    # A whole file is converted at once, so the filter's fixed delay can be taken back out:
+    # the caller's speech starts on time and lasts exactly as long as the file.
+    skip = round(rs.delay_ms * 8) * 2
+    length = (len(pcm) // 2 * 8000 // rate) * 2
+    return out[skip : skip + length]
 
 
 def parse_dtmf_schedule(spec: str) -> list[tuple[float, str]]:

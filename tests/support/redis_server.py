@@ -73,6 +73,10 @@ class RedisServer:
                 self.proc.wait()
             self.proc = None
 
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
     def restart(self) -> None:
         self.stop()
         self.start()

@@ -15,6 +15,7 @@ import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from service.calls.worker import CallWorker
+from service.realtime.backends import open_model_session
 from service.telephony.events import (
     CallEnded,
     CallerCommand,
@@ -96,6 +97,7 @@ class _MediaSession:
                 self.services.calls.remove(self.worker.call_sid, self.worker)
                 self._record_violation_totals()
                 self.worker.finish(end_reason)
+                await self.worker.close()
             await self._close()
 
     async def _receive(self) -> str | bytes | None:
@@ -139,14 +141,24 @@ class _MediaSession:
             log.warning("media stream refused", reason=problem, call_sid=started.call_sid)
             self._refuse(POLICY_VIOLATION, "invalid stream token")
             return None
-        worker = CallWorker(started, store=self.services.store, send=self._send, backend="none")
-        if not self.services.calls.add(started.call_sid, worker):
+        if self.services.calls.get(started.call_sid) is not None:
             log.warning(
                 "media stream refused", reason="duplicate stream", call_sid=started.call_sid
             )
             self._refuse(POLICY_VIOLATION, "call already has a stream")
             return None
+        settings = self.services.settings
+        worker = CallWorker(
+            started,
+            store=self.services.store,
+            send=self._send,
+            model=open_model_session(settings),
+            backend=settings.realtime_backend,
+            greeting=settings.agent_greeting,
+        )
+        self.services.calls.add(started.call_sid, worker)
         self.worker = worker
+        worker.start()
         log.info("call started", call_sid=started.call_sid, stream_sid=started.stream_sid)
         return started
 
@@ -156,7 +168,7 @@ class _MediaSession:
         while True:
             frame = await self._receive()
             if frame is None:
-                return "stream_closed"
+                return worker.end_reason or "stream_closed"
             event = self.codec.receive(frame)
             if event is None:
                 continue

@@ -1,0 +1,68 @@
+"""Which realtime model a call talks to, from settings (REALTIME_BACKEND)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+from service.realtime.config import SessionConfig, VadSettings
+from service.realtime.connection import RealtimeConnection
+from service.realtime.openai import OpenAIRealtimeProtocol, realtime_url
+from service.settings import Settings
+
+__all__ = ["model_secrets", "open_model_session", "session_config"]
+
+
+def session_config(settings: Settings) -> SessionConfig:
+    return SessionConfig(
+        model=settings.openai_realtime_model,
+        instructions=settings.agent_instructions,
+        voice=settings.agent_voice,
+        greeting=settings.agent_greeting,
+        audio_mode=settings.audio_mode,
+        vad=VadSettings(
+            threshold=settings.vad_threshold,
+            prefix_padding_ms=settings.vad_prefix_padding_ms,
+            silence_duration_ms=settings.vad_silence_duration_ms,
+            idle_timeout_ms=settings.vad_idle_timeout_ms,
+        ),
+        transcription_model=settings.input_transcription_model or None,
+    )
+
+
+def _azure_url(endpoint: str, deployment: str) -> str:
+    # E: GA endpoint /openai/v1/realtime?model=<deployment name>, over wss.
+    parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    scheme = "ws" if parts.scheme in ("http", "ws") else "wss"
+    return urlunsplit((scheme, parts.netloc, "/openai/v1/realtime", f"model={deployment}", ""))
+
+
+def open_model_session(settings: Settings) -> RealtimeConnection | None:
+    """A not-yet-opened session for one call, or ``None`` for the silent ``none`` backend."""
+    backend = settings.realtime_backend
+    config = session_config(settings)
+    if backend == "none":
+        return None
+    if backend == "azure":
+        url = _azure_url(settings.azure_openai_endpoint, settings.azure_openai_deployment)
+        headers = {"api-key": settings.azure_openai_api_key.get_secret_value()}
+    elif backend == "openai":
+        url = realtime_url(settings.openai_realtime_url, config.model)
+        # B.0: GA takes only the bearer key; an OpenAI-Beta header would select the old shape.
+        headers = {"Authorization": f"Bearer {settings.openai_api_key.get_secret_value()}"}
+    else:
+        url = realtime_url(settings.local_realtime_url, config.model)
+        key = settings.openai_api_key.get_secret_value() or "local"
+        headers = {"Authorization": f"Bearer {key}"}
+    return RealtimeConnection(
+        url,
+        headers,
+        OpenAIRealtimeProtocol(config),
+        ready_timeout=settings.model_ready_timeout_seconds,
+    )
+
+
+def model_secrets(settings: Settings) -> list[str]:
+    return [
+        settings.openai_api_key.get_secret_value(),
+        settings.azure_openai_api_key.get_secret_value(),
+    ]

@@ -1,0 +1,146 @@
+"""The asyncio side of an OpenAI-Realtime-protocol session (OpenAI, Azure, the local engine).
+
+Thin on purpose: it moves frames between a ``websockets`` connection and the sans-I/O
+``OpenAIRealtimeProtocol``, and turns every way the socket can fail into a ``ModelClosed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import structlog
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, WebSocketException
+
+from service.realtime.events import (
+    ModelAudioFormat,
+    ModelClosed,
+    ModelError,
+    ModelEvent,
+    SessionReady,
+)
+from service.realtime.openai import OpenAIRealtimeProtocol
+
+__all__ = ["ModelUnavailable", "RealtimeConnection"]
+
+log = structlog.get_logger(__name__)
+
+
+class ModelUnavailable(Exception):
+    """The session could not be opened (refused, unreachable, or no ``session.updated``)."""
+
+
+class RealtimeConnection:
+    """One model session for one call. Holds one socket and the protocol state."""
+
+    def __init__(
+        self,
+        url: str,
+        headers: dict[str, str],
+        protocol: OpenAIRealtimeProtocol,
+        *,
+        ready_timeout: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.headers = headers
+        self.protocol = protocol
+        self.ready_timeout = ready_timeout
+        self._ws: ClientConnection | None = None
+        self._early: list[ModelEvent] = []
+        self.sent_events = 0
+
+    async def open(self) -> None:
+        """Connect, send ``session.update`` and wait for ``session.updated`` (B.1, B.8)."""
+        try:
+            async with asyncio.timeout(self.ready_timeout):
+                # Base64 audio barely compresses: permessage-deflate would only burn CPU.
+                self._ws = await connect(
+                    self.url,
+                    additional_headers=self.headers,
+                    compression=None,
+                    max_size=16 * 1024 * 1024,
+                    ping_interval=20,
+                    open_timeout=None,
+                )
+                await self.send(self.protocol.session_update())
+                while True:
+                    frame = await self._ws.recv()
+                    events = self.protocol.receive(frame)
+                    for event in events:
+                        if isinstance(event, ModelError):
+                            raise ModelUnavailable(f"session.update refused: {event.message}")
+                        if not isinstance(event, SessionReady):
+                            self._early.append(event)
+                    if self.protocol.ready:
+                        return
+        except TimeoutError as exc:
+            await self.close()
+            raise ModelUnavailable("no session.updated in time") from exc
+        except (OSError, WebSocketException) as exc:
+            await self.close()
+            raise ModelUnavailable(f"cannot connect: {exc}") from exc
+        except ModelUnavailable:
+            await self.close()
+            raise
+
+    async def send(self, event: dict[str, Any]) -> bool:
+        """Send one client event; ``False`` if the socket is gone (the reader reports why)."""
+        if self._ws is None:
+            return False
+        try:
+            await self._ws.send(orjson.dumps(event).decode())
+        except ConnectionClosed:
+            return False
+        self.sent_events += 1
+        return True
+
+    async def events(self) -> AsyncIterator[ModelEvent]:
+        """Every model event until the socket closes; the last one is always ``ModelClosed``."""
+        for event in self._early:
+            yield event
+        self._early.clear()
+        if self._ws is None:
+            yield ModelClosed("not connected")
+            return
+        try:
+            async for frame in self._ws:
+                for event in self.protocol.receive(frame):
+                    yield event
+        except ConnectionClosed as exc:
+            yield ModelClosed(f"socket closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})")
+            return
+        code = self._ws.close_code
+        yield ModelClosed(f"socket closed ({code})")
+
+    # --- the worker's view (service.calls.worker.ModelSession) ----------------------------
+
+    @property
+    def audio_format(self) -> ModelAudioFormat:
+        return self.protocol.audio_format
+
+    @property
+    def active_response_id(self) -> str | None:
+        return self.protocol.active_response_id
+
+    async def send_audio(self, audio: bytes) -> bool:
+        return await self.send(self.protocol.append_audio(audio))
+
+    async def create_response(self, instructions: str | None = None) -> bool:
+        return await self.send(self.protocol.create_response(instructions))
+
+    async def truncate(self, item_id: str, audio_end_ms: int) -> bool:
+        return await self.send(self.protocol.truncate(item_id, audio_end_ms))
+
+    async def cancel_response(self) -> bool:
+        return await self.send(self.protocol.cancel_response())
+
+    async def function_output(self, call_id: str, output: str) -> bool:
+        sent = await self.send(self.protocol.function_output(call_id, output))
+        return sent and await self.create_response()
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()

@@ -1,0 +1,122 @@
+"""Neutral events between a realtime model edge and the call worker.
+
+A model edge (OpenAI, Azure, Gemini, the local engine) turns its wire events into these and
+nothing else; the worker never sees a vendor's event names. Audio is in the format the session
+was opened with (``ModelAudioFormat``), so passthrough μ-law is never decoded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+AudioEncoding = Literal["pcm16", "ulaw"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelAudioFormat:
+    encoding: AudioEncoding
+    sample_rate: int
+
+    @property
+    def bytes_per_ms(self) -> float:
+        return self.sample_rate / 1000 * (2 if self.encoding == "pcm16" else 1)
+
+
+PCM16_24K = ModelAudioFormat("pcm16", 24_000)
+ULAW_8K = ModelAudioFormat("ulaw", 8_000)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionReady:
+    session_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentAudio:
+    """A chunk of the agent's voice for ``item_id`` (part of ``response_id``)."""
+
+    response_id: str
+    item_id: str
+    audio: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    """The model's VAD heard the caller start talking (the barge-in trigger)."""
+
+    item_id: str
+    audio_start_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStopped:
+    item_id: str
+    audio_end_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseStarted:
+    response_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseDone:
+    """``status``: completed, cancelled, failed or incomplete; ``reason`` when not completed."""
+
+    response_id: str
+    status: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    """A final line of what the caller said or what the agent said."""
+
+    role: Literal["caller", "agent"]
+    item_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallRequested:
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ItemTruncated:
+    item_id: str
+    audio_end_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelError:
+    """An ``error`` from the model. Most are not fatal; the worker decides what to do."""
+
+    code: str
+    message: str
+    event_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelClosed:
+    """The model connection is gone (socket closed, timed out, or refused)."""
+
+    reason: str
+
+
+ModelEvent = (
+    SessionReady
+    | AgentAudio
+    | SpeechStarted
+    | SpeechStopped
+    | ResponseStarted
+    | ResponseDone
+    | Transcript
+    | ToolCallRequested
+    | ItemTruncated
+    | ModelError
+    | ModelClosed
+)
