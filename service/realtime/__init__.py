@@ -1,0 +1,1 @@
+"""Realtime speech-model back-ends and the local GA-compatible server."""
