@@ -1,7 +1,9 @@
-"""The README's main job: the service on loopback, one softphone call, and what Redis kept.
+"""The README's main job: a real conversation on one machine, and what Redis kept of it.
 
-Runs on one machine with no configuration: with ``REDIS_URL`` unset the store is the embedded
-in-process Redis; a random Twilio auth token is minted so the call takes the fully signed path.
+The service runs on loopback with the embedded store (unless ``REDIS_URL`` is set), talking to
+the local OpenAI-Realtime-compatible server (unless another backend is configured). The
+softphone calls it the way Twilio would, hears the greeting, speaks, lets the agent answer, and
+talks over the agent mid-answer. Then the call's event stream is printed from Redis.
 """
 
 from __future__ import annotations
@@ -10,15 +12,35 @@ import asyncio
 import contextlib
 import secrets
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
 
 from service.app import Services, create_app
 from service.logging import configure_logging
+from service.realtime.local.script import Script, Turn
+from service.realtime.local.server import LocalRealtimeServer
+from service.realtime.local.voice import SyntheticVoice
 from service.settings import Settings
+from service.softphone import CallSummary, Softphone
 
-__all__ = ["RunningService", "free_port", "run_demo"]
+__all__ = ["ConversationResult", "RunningService", "converse", "free_port", "run_demo"]
+
+CALLER_VOICE = SyntheticVoice(seed=7, level_dbfs=-16.0)
+DEMO_SCRIPT = Script(
+    greeting=Turn(
+        text="Hello, thanks for calling Acme. How can I help you today?", duration_ms=1800
+    ),
+    replies=(
+        Turn(
+            text="Of course. Your order shipped yesterday and should arrive on Thursday. "
+            "Is there anything else I can help with?",
+            duration_ms=4000,
+        ),
+        Turn(text="Sorry, go ahead.", duration_ms=1200),
+    ),
+)
 
 
 def free_port() -> int:
@@ -62,36 +84,74 @@ class RunningService:
             await self._task
 
 
-async def run_demo(*, seconds: float = 4.0, record: Path = Path("demo-call.wav")) -> int:
-    from service.softphone.client import place_call
+@dataclass
+class ConversationResult:
+    phone: Softphone
+    summary: CallSummary
+    barge_in_at_s: float
 
+
+async def converse(
+    service: RunningService, auth_token: str, *, record: Path | None = None
+) -> ConversationResult:
+    """Greeting → caller question → agent answer → caller talks over the answer → goodbye."""
+    phone = Softphone(
+        service.base_url,
+        auth_token=auth_token,
+        public_url=service.services.settings.public_url,
+        seconds=12.0,
+        record=record,
+        status_callback=True,
+    )
+    await phone.dial()
+    await phone.connect()
+
+    def speak(ms: int, text: str) -> None:
+        phone.speak(b"".join(CALLER_VOICE.synthesize(text, ms, 8000)), sample_rate=8000)
+
+    # Let the greeting play out, then ask (about 1.4 s of speech).
+    await phone.wait_for_agent_audio(500, timeout=8)
+    await phone.wait_for(lambda p: p.playback.buffered_ms == 0, timeout=8)
+    await asyncio.sleep(0.4)
+    speak(1400, "Hi, where is my order?")
+    # Wait for the answer to be well under way, then talk over it.
+    await phone.wait_for(lambda p: p.caller_ms_pending == 0, timeout=5)
+    played_before = phone.playback.played_ms
+    await phone.wait_for(lambda p: p.playback.played_ms > played_before + 1500, timeout=8)
+    barge_in_at = phone.elapsed
+    speak(900, "Wait, which carrier?")
+    summary = await phone.finished()
+    return ConversationResult(phone, summary, barge_in_at)
+
+
+async def run_demo(*, seconds: float = 12.0, record: Path = Path("demo-call.wav")) -> int:
+    del seconds  # the scripted conversation sets its own length
     port = free_port()
     base = Settings()
     auth_token = base.twilio_auth_token.get_secret_value() or secrets.token_hex(16)
-    settings = Settings(public_url=f"http://127.0.0.1:{port}", twilio_auth_token=auth_token)
-    configure_logging(settings.log_format, settings.log_level)
-    async with RunningService(settings, port) as service:
-        summary = await place_call(
-            service.base_url,
-            auth_token=auth_token,
-            public_url=settings.public_url,
-            record=record,
-            seconds=seconds,
-            dtmf=[(1.0, "42#")],
-            status_callback=True,
-        )
+    configure_logging(base.log_format, base.log_level)
+    async with contextlib.AsyncExitStack() as stack:
+        overrides: dict[str, object] = {}
+        if base.realtime_backend == "local":
+            model = await stack.enter_async_context(LocalRealtimeServer(DEMO_SCRIPT))
+            overrides["local_realtime_url"] = model.url
+        settings = Settings(
+            public_url=f"http://127.0.0.1:{port}", twilio_auth_token=auth_token, **overrides
+        )  # type: ignore[arg-type]
+        service = await stack.enter_async_context(RunningService(settings, port))
+        result = await converse(service, auth_token, record=record)
         services = service.services
         await services.writer.flush(timeout=5.0)
-        call = await services.store.get_call(summary.call_sid)
-        events = await services.store.get_events(summary.call_sid)
+        call = await services.store.get_call(result.summary.call_sid)
+        events = await services.store.get_events(result.summary.call_sid)
     print("\n== Softphone ==")
-    print(summary.to_table())
-    print(f"\n== Redis: call {summary.call_sid} ==")
+    print(result.summary.to_table())
+    print(f"\n== Redis: call {result.summary.call_sid} ==")
     for key in sorted(call):
         print(f"  {key:<24} {call[key]}")
     print("\n== Redis: call events ==")
     for event in events:
         fields = " ".join(f"{k}={v}" for k, v in event.items() if k not in ("id", "type", "at"))
-        print(f"  {event.get('at', ''):<32} {event.get('type', ''):<10} {fields}")
+        print(f"  {event.get('at', ''):<26} {event.get('type', ''):<11} {fields}")
     print(f"\nWhat the caller heard is in {record}.")
     return 0 if call.get("end_reason") else 1

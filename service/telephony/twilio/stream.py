@@ -188,8 +188,11 @@ class _MediaSession:
             await self._close()
             return
         frame = self.codec.encode(command)
-        if frame is not None and self.websocket.client_state == WebSocketState.CONNECTED:
-            await self.websocket.send_text(frame)
+        if frame is not None and self.websocket.application_state == WebSocketState.CONNECTED:
+            try:
+                await self.websocket.send_text(frame)
+            except (RuntimeError, OSError, WebSocketDisconnect):
+                pass  # the caller hung up; the receive loop ends the call
 
     def _report(self, violation: ProtocolViolation) -> None:
         if not self.violations.first(violation):
@@ -219,8 +222,8 @@ class _MediaSession:
         self.close_code, self.close_reason = code, reason
 
     async def _close(self) -> None:
-        if self.websocket.client_state == WebSocketState.CONNECTED:
+        if self.websocket.application_state == WebSocketState.CONNECTED:
             try:
                 await self.websocket.close(code=self.close_code, reason=self.close_reason)
-            except (RuntimeError, OSError):
+            except (RuntimeError, OSError, WebSocketDisconnect):
                 pass  # the peer is already gone

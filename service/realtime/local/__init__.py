@@ -1,0 +1,25 @@
+"""A local OpenAI Realtime (GA) server on loopback, so tests and the demo run offline.
+
+It is a second implementation of the public protocol (protocols.md B), not a mock of our
+client: every event it sends validates against the ``openai`` SDK's ``RealtimeServerEvent``
+union, and client events are validated against ``RealtimeClientEvent`` as the real server does.
+"""
+
+from service.realtime.local.script import ErrorSpec, FunctionCall, ResponseRequest, Script, Turn
+from service.realtime.local.server import LocalRealtimeServer, main
+from service.realtime.local.session import CloseRequest, RealtimeSession
+from service.realtime.local.voice import SyntheticVoice, Voice
+
+__all__ = [
+    "CloseRequest",
+    "ErrorSpec",
+    "FunctionCall",
+    "LocalRealtimeServer",
+    "RealtimeSession",
+    "ResponseRequest",
+    "Script",
+    "SyntheticVoice",
+    "Turn",
+    "Voice",
+    "main",
+]
