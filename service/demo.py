@@ -14,6 +14,7 @@ import secrets
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -92,7 +93,11 @@ class ConversationResult:
 
 
 async def converse(
-    service: RunningService, auth_token: str, *, record: Path | None = None
+    service: RunningService,
+    auth_token: str,
+    *,
+    record: Path | None = None,
+    **phone_options: Any,
 ) -> ConversationResult:
     """Greeting → caller question → agent answer → caller talks over the answer → goodbye."""
     phone = Softphone(
@@ -102,6 +107,7 @@ async def converse(
         seconds=12.0,
         record=record,
         status_callback=True,
+        **phone_options,
     )
     await phone.dial()
     await phone.connect()

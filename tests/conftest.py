@@ -10,6 +10,7 @@ from tests.support.redis_server import RedisServer
 
 if TYPE_CHECKING:
     from service.demo import RunningService
+    from service.realtime.local.server import LocalRealtimeServer
 
 TEST_AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 
@@ -72,3 +73,32 @@ async def make_service(
     yield start
     for service in reversed(started):
         await service.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def local_model() -> AsyncIterator[Callable[..., Awaitable[LocalRealtimeServer]]]:
+    """Start the local OpenAI-Realtime server; every client event it receives during the
+    test is checked against the ``openai`` SDK's GA types (strictly) at teardown."""
+    import dataclasses
+
+    from service.realtime.local.script import Script
+    from service.realtime.local.server import LocalRealtimeServer
+    from tests.support.conformance import check_openai_client_event
+
+    received: list[dict] = []
+    servers: list[LocalRealtimeServer] = []
+
+    async def start(script: Script | None = None) -> LocalRealtimeServer:
+        script = dataclasses.replace(
+            script or Script(), on_client_event=lambda _sid, event: received.append(event)
+        )
+        server = LocalRealtimeServer(script)
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.stop()
+    for event in received:
+        check_openai_client_event(event)

@@ -141,10 +141,11 @@ async def test_pcmu_conversation_end_to_end(server: LocalRealtimeServer) -> None
         assert expected in kinds
     assert kinds.index("input_audio_buffer.committed") < kinds.index("response.created")
     started = next(e for e in turn if e["type"] == "input_audio_buffer.speech_started")
-    # Input clock = audio sent (1.5 s greeting played nothing into it): 400 ms - 300 ms pad.
+    # The input clock counts only audio we sent: 400 ms of silence minus 300 ms of padding.
     assert abs(started["audio_start_ms"] - 100) <= 40
 
     # 3. Barge-in: the caller talks over the next answer → cancelled, turn_detected.
+    server.script.pace = 1.0  # a 3 s answer in real time: the caller surely talks over it
     await client.send({"type": "response.create"})
     await client.until("response.output_audio.delta")
     await client.stream_pcmu(speech(400), speedup=1.0)

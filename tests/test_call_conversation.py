@@ -1,0 +1,159 @@
+"""A real conversation through the whole service (DESIGN.md "Barge-in, precisely").
+
+The softphone (Twilio's side), the service under uvicorn, a real Redis and the local
+OpenAI-Realtime server, all on 127.0.0.1. Every client event the service sends the model is
+checked against the openai SDK's GA types by the ``local_model`` fixture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+from service.demo import DEMO_SCRIPT, converse
+from service.realtime.local.script import Script, Turn
+from service.softphone import Softphone
+from tests.conftest import TEST_AUTH_TOKEN
+from tests.support.waiting import eventually
+
+
+def mark_parts(name: str) -> tuple[int, str, int]:
+    generation, item_id, ms = name.split(":")
+    return int(generation), item_id, int(ms)
+
+
+async def test_barge_in_truncates_at_what_the_caller_heard(make_service, local_model) -> None:
+    model = await local_model(DEMO_SCRIPT)
+    service = await make_service(realtime_backend="local", local_realtime_url=model.url)
+    messages: list[dict[str, Any]] = []
+
+    async def keep(message: dict[str, Any]) -> None:
+        messages.append(message)
+
+    result = await converse(service, TEST_AUTH_TOKEN, on_server_message=keep)
+    await service.services.writer.flush(timeout=5)
+    store = service.services.store
+    events = await store.get_events(result.summary.call_sid)
+    [barge_in] = [e for e in events if e["type"] == "barge_in"]
+    item_id = barge_in["item_id"]
+    audio_end_ms = int(barge_in["audio_end_ms"])
+
+    # The model received exactly that truncate and accepted it (conversation.item.truncated).
+    session = model.history[0]
+    truncates = [e for e in session.received if e["type"] == "conversation.item.truncate"]
+    assert [(t["item_id"], t["audio_end_ms"]) for t in truncates] == [(item_id, audio_end_ms)]
+    assert any(e["type"] == "truncated" and e["item_id"] == item_id for e in events)
+    assert not any(e["type"] == "model_error" and e["benign"] == "false" for e in events)
+
+    # What the softphone played of that item, from its own mark records.
+    records = [r for r in result.phone.playback.mark_records if mark_parts(r.name)[1] == item_id]
+    first_played = next(r for r in records if not r.cleared)
+    item_start = first_played.played_ms_at_echo - mark_parts(first_played.name)[2]
+    cleared = [r for r in records if r.cleared]
+    assert cleared, "the barge-in came while the item was still queued at the carrier"
+    heard_ms = cleared[0].played_ms_at_echo - item_start
+    assert abs(heard_ms - audio_end_ms) <= 40, (heard_ms, audio_end_ms)
+    assert int(barge_in["sent_ms"]) == 4000 and audio_end_ms < 4000
+
+    # After the clear, nothing of the interrupted item reached the caller.
+    clear_at = next(i for i, m in enumerate(messages) if m["event"] == "clear")
+    later_marks = [m["mark"]["name"] for m in messages[clear_at:] if m["event"] == "mark"]
+    assert later_marks, "the agent answered the interruption"
+    assert all(mark_parts(name)[1] != item_id for name in later_marks)
+    assert all(mark_parts(name)[0] == 1 for name in later_marks)  # a new generation
+
+    # The greeting was heard whole, and the call is on record.
+    record = await store.get_call(result.summary.call_sid)
+    assert record["backend"] == "local" and record["barge_ins"] == "1"
+    assert record["end_reason"] == "caller_hangup"
+    transcripts = [e["text"] for e in events if e["type"] == "transcript"]
+    assert transcripts[0].startswith("Hello, thanks for calling")
+
+
+async def call_until_ended(service, **options: Any) -> Softphone:
+    phone = Softphone(
+        service.base_url,
+        auth_token=TEST_AUTH_TOKEN,
+        public_url=service.services.settings.public_url,
+        seconds=8.0,
+        **options,
+    )
+    await phone.run()
+    return phone
+
+
+async def test_model_drops_the_socket_mid_call_ends_cleanly(make_service, local_model) -> None:
+    script = dataclasses.replace(
+        DEMO_SCRIPT, greeting=Turn(text="Hello there", duration_ms=2000, drop_after_ms=500)
+    )
+    model = await local_model(script)
+    service = await make_service(realtime_backend="local", local_realtime_url=model.url)
+    phone = await call_until_ended(service)
+    summary = phone.summary()
+    # The service closed the stream itself, so Twilio would now play the apology.
+    assert summary.closed_by == "server" and summary.fallback_would_run
+    assert summary.duration_s < 5
+    await eventually(lambda: store_field(service, summary.call_sid, "end_reason"))
+    record = await service.services.store.get_call(summary.call_sid)
+    assert record["end_reason"] == "model_disconnected"
+
+
+async def store_field(service, call_sid: str, field: str) -> str:
+    return (await service.services.store.get_call(call_sid)).get(field, "")
+
+
+async def test_model_that_never_answers_session_update(make_service, local_model) -> None:
+    model = await local_model(Script(answer_session_update=False))
+    service = await make_service(
+        realtime_backend="local", local_realtime_url=model.url, model_ready_timeout_seconds=0.5
+    )
+    phone = await call_until_ended(service)
+    summary = phone.summary()
+    assert summary.closed_by == "server" and summary.duration_s < 4
+    await eventually(lambda: store_field(service, summary.call_sid, "end_reason"))
+    assert await store_field(service, summary.call_sid, "end_reason") == "model_unavailable"
+
+
+async def test_unreachable_model_ends_the_call_politely(make_service) -> None:
+    from service.demo import free_port
+
+    service = await make_service(
+        realtime_backend="local", local_realtime_url=f"ws://127.0.0.1:{free_port()}/v1/realtime"
+    )
+    phone = await call_until_ended(service)
+    summary = phone.summary()
+    assert summary.closed_by == "server" and summary.fallback_would_run
+    await eventually(lambda: store_field(service, summary.call_sid, "end_reason"))
+    assert await store_field(service, summary.call_sid, "end_reason") == "model_unavailable"
+
+
+async def test_model_error_events_are_recorded_and_the_call_goes_on(
+    make_service, local_model
+) -> None:
+    from service.realtime.local.script import ErrorSpec
+
+    script = dataclasses.replace(
+        DEMO_SCRIPT,
+        greeting=Turn(
+            text="Hello",
+            duration_ms=800,
+            error_event=ErrorSpec("The server had an error", code="server_error"),
+        ),
+    )
+    model = await local_model(script)
+    service = await make_service(realtime_backend="local", local_realtime_url=model.url)
+    phone = Softphone(
+        service.base_url,
+        auth_token=TEST_AUTH_TOKEN,
+        public_url=service.services.settings.public_url,
+        seconds=2.0,
+    )
+    summary = await phone.run()
+    assert summary.closed_by == "softphone"  # the call carried on to its natural end
+    assert summary.ms_played >= 700
+    await service.services.writer.flush(timeout=5)
+    events = await service.services.store.get_events(summary.call_sid)
+    errors = [e for e in events if e["type"] == "model_error"]
+    assert errors and errors[0]["code"] == "server_error"
+    await asyncio.sleep(0)
