@@ -15,6 +15,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from service.calls.registry import CallRegistry
+from service.calls.timing import ServiceTimings
 from service.calls.worker import CallWorker
 from service.logging import redact_secrets
 from service.realtime.backends import model_secrets
@@ -43,6 +44,7 @@ class Services:
     signatures: SignatureChecker
     tokens: StreamTokens
     calls: CallRegistry[CallWorker] = field(default_factory=CallRegistry)
+    timings: ServiceTimings = field(default_factory=ServiceTimings)
     draining: bool = False
 
 
@@ -77,6 +79,18 @@ async def healthz(request: Request) -> Response:
             "active_calls": len(services.calls),
             "store_pending": services.writer.pending,
             "draining": services.draining,
+        }
+    )
+
+
+async def stats(request: Request) -> Response:
+    """GET /stats: latency added inside this process (p50/p99) and the store writer's state."""
+    services: Services = request.app.state.services
+    return JSONResponse(
+        {
+            "active_calls": len(services.calls),
+            "latency": services.timings.summary(),
+            "store": services.writer.stats(),
         }
     )
 
@@ -127,6 +141,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/stats", stats, methods=["GET"]),
         Route("/calls/{call_sid}", get_call, methods=["GET"]),
         Route("/twilio/voice", voice_webhook, methods=["POST"]),
         Route("/twilio/status", status_callback, methods=["POST"]),

@@ -78,6 +78,22 @@ def call(
     typer.echo(summary.to_table())
 
 
+@app.command("realtime-server")
+def realtime_server(
+    host: Annotated[str, typer.Option(help="Bind address (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8765,
+    api_key: Annotated[
+        str | None, typer.Option(help="Require this key (Bearer or api-key header).")
+    ] = None,
+) -> None:
+    """Run the local OpenAI-Realtime-compatible server (GA protocol) for offline use."""
+    from service.realtime.local.server import main as serve_realtime
+
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
+    serve_realtime(host, port, api_key=api_key)
+
+
 @app.command()
 def demo(
     seconds: Annotated[float, typer.Option(help="Length of the demo call.")] = 4.0,

@@ -18,6 +18,7 @@ import structlog
 
 from service.audio.transcode import PcmToUlaw, UlawToPcm
 from service.calls.playback import PlaybackLedger
+from service.calls.timing import ServiceTimings
 from service.realtime.events import (
     ULAW_8K,
     AgentAudio,
@@ -94,6 +95,7 @@ class CallWorker:
         backend: str = "none",
         greeting: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        timings: ServiceTimings | None = None,
     ) -> None:
         self.call_sid = started.call_sid
         self.stream_sid = started.stream_sid
@@ -103,6 +105,7 @@ class CallWorker:
         self.backend = backend
         self.greeting = greeting
         self.clock = clock
+        self.timings = timings or ServiceTimings(capacity=1)
         self.ledger = PlaybackLedger()
         self.frames_in = 0
         self.ms_in = 0
@@ -266,6 +269,8 @@ class CallWorker:
         self.ms_out += duration_ms
         await self.send(PlayAudio(ulaw))
         await self.send(PlaceMark(mark))
+        if event.received_at:
+            self.timings.model_to_caller.add(time.perf_counter() - event.received_at)
 
     async def _barge_in(self, event: SpeechStarted) -> None:
         assert self.model is not None
@@ -276,6 +281,8 @@ class CallWorker:
         self.barge_ins += 1
         if self.ledger.playing:
             await self.send(ClearPlayback())
+            if event.received_at:
+                self.timings.barge_in_to_clear.add(time.perf_counter() - event.received_at)
         truncations = self.ledger.interrupt(now)
         if active is not None:
             self.interrupted_responses.add(active)

@@ -7,6 +7,7 @@ Thin on purpose: it moves frames between a ``websockets`` connection and the san
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -107,7 +108,7 @@ class RealtimeConnection:
             return
         try:
             async for frame in self._ws:
-                for event in self.protocol.receive(frame):
+                for event in self.protocol.receive(frame, time.perf_counter()):
                     yield event
         except ConnectionClosed as exc:
             yield ModelClosed(f"socket closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})")

@@ -39,6 +39,7 @@ class AgentAudio:
     response_id: str
     item_id: str
     audio: bytes
+    received_at: float = 0.0  # perf_counter() when the frame arrived (latency accounting)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,7 @@ class SpeechStarted:
 
     item_id: str
     audio_start_ms: int
+    received_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

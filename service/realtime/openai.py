@@ -163,7 +163,8 @@ class OpenAIRealtimeProtocol:
 
     # --- server events (B.4) -------------------------------------------------------------
 
-    def receive(self, frame: str | bytes) -> list[ModelEvent]:
+    def receive(self, frame: str | bytes, now: float = 0.0) -> list[ModelEvent]:
+        """Parse one server frame; ``now`` (the caller's clock) stamps audio and speech."""
         try:
             event = orjson.loads(frame)
         except orjson.JSONDecodeError as exc:
@@ -172,7 +173,7 @@ class OpenAIRealtimeProtocol:
             return [ModelError("malformed_event", "not an object")]
         kind = event.get("type")
         if kind == "response.output_audio.delta":
-            return self._audio_delta(event)
+            return self._audio_delta(event, now)
         if kind == "input_audio_buffer.speech_started":
             return [
                 SpeechStarted(str(event.get("item_id", "")), int(event.get("audio_start_ms", 0)))
@@ -223,12 +224,14 @@ class OpenAIRealtimeProtocol:
             self.unknown_events += 1
         return []
 
-    def _audio_delta(self, event: dict[str, Any]) -> list[ModelEvent]:
+    def _audio_delta(self, event: dict[str, Any], now: float) -> list[ModelEvent]:
         try:
             audio = base64.b64decode(event.get("delta", ""), validate=True)
         except (binascii.Error, ValueError):
             return [ModelError("bad_audio_delta", "delta is not base64")]
-        return [AgentAudio(str(event.get("response_id", "")), str(event.get("item_id", "")), audio)]
+        return [
+            AgentAudio(str(event.get("response_id", "")), str(event.get("item_id", "")), audio, now)
+        ]
 
     def _response_done(self, event: dict[str, Any]) -> list[ModelEvent]:
         response = event.get("response") or {}

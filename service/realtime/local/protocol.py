@@ -235,7 +235,7 @@ def parse_client_event(event: Any) -> BaseModel:
             param="type",
         )
     try:
-        parsed = model.model_validate(event)
+        parsed = model.model_validate(event, strict=True)  # "0.5" is not a number
     except ValidationError as exc:
         raise translate_validation_error(exc) from None
     unknown = first_unknown_field(parsed)

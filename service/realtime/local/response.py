@@ -19,11 +19,14 @@ from service.realtime.local.config import AudioFormat, audio_format
 from service.realtime.local.conversation import Conversation, Item, words_due
 from service.realtime.local.protocol import IdFactory
 from service.realtime.local.script import ErrorSpec, FunctionCall, ResponseRequest, Script, Turn
+from service.realtime.local.usage import (
+    AUDIO_MS_PER_OUTPUT_TOKEN,
+    context_tokens,
+    text_tokens,
+    usage,
+)
 
 __all__ = ["ActiveResponse", "Drop"]
-
-AUDIO_MS_PER_OUTPUT_TOKEN = 50  # ~20 audio tokens per second of model speech
-AUDIO_MS_PER_INPUT_TOKEN = 100  # ~10 audio tokens per second of caller speech
 
 
 @dataclass(frozen=True)
@@ -52,10 +55,6 @@ class _Output:
     @property
     def transcript(self) -> str:
         return " ".join(self.words[: self.words_sent])
-
-
-def text_tokens(text: str) -> int:
-    return math.ceil(len(text) / 4)
 
 
 class ActiveResponse:
@@ -96,9 +95,8 @@ class ActiveResponse:
             "max_output_tokens", session["max_output_tokens"]
         )
         self.metadata: dict[str, str] | None = overrides.get("metadata")
-        self.input_text_tokens, self.input_audio_tokens = self._estimate_input_tokens(
-            session, overrides
-        )
+        instructions = overrides.get("instructions") or session["instructions"]
+        self.input_tokens = context_tokens(conversation, instructions)  # before our output
         self.status = "in_progress"
         self.status_details: dict[str, Any] | None = None
         self.outputs: list[_Output] = []
@@ -178,42 +176,11 @@ class ActiveResponse:
             "metadata": self.metadata,
         }
 
-    def _estimate_input_tokens(
-        self, session: dict[str, Any], overrides: dict[str, Any]
-    ) -> tuple[int, int]:
-        """(text, audio) tokens of the context: instructions plus every conversation item."""
-        text = text_tokens(overrides.get("instructions") or session["instructions"]) + 50
-        audio = 0
-        for item in self.conversation.items():
-            text += 4 + text_tokens(str(item.data.get("content") or item.data.get("output", "")))
-            per = AUDIO_MS_PER_OUTPUT_TOKEN if item.response_id else AUDIO_MS_PER_INPUT_TOKEN
-            audio += item.audio_ms // per
-        return text, audio
-
     def _usage(self) -> dict[str, Any]:
-        audio = math.ceil(self.audio_ms / AUDIO_MS_PER_OUTPUT_TOKEN)
         text = sum(
             text_tokens(o.transcript or str(o.item.data.get("arguments", ""))) for o in self.outputs
         )
-        inputs = self.input_text_tokens + self.input_audio_tokens
-        cached = (inputs // 2) // 64 * 64  # earlier turns are usually cached
-        return {
-            "total_tokens": inputs + audio + text,
-            "input_tokens": inputs,
-            "output_tokens": audio + text,
-            "input_token_details": {
-                "text_tokens": self.input_text_tokens,
-                "audio_tokens": self.input_audio_tokens,
-                "image_tokens": 0,
-                "cached_tokens": cached,
-                "cached_tokens_details": {
-                    "text_tokens": min(cached, self.input_text_tokens),
-                    "audio_tokens": cached - min(cached, self.input_text_tokens),
-                    "image_tokens": 0,
-                },
-            },
-            "output_token_details": {"text_tokens": text, "audio_tokens": audio},
-        }
+        return usage(self.input_tokens, text, self.audio_ms)
 
     # -- the script of events -------------------------------------------------------------
     def _run(self) -> Iterator[dict[str, Any] | _Wait | Drop]:

@@ -13,9 +13,11 @@ from typing import Any, Literal
 
 from service.realtime.local.voice import SyntheticVoice, Voice
 
-__all__ = ["ErrorSpec", "FunctionCall", "ResponseRequest", "Script", "Turn"]
+__all__ = ["ErrorSpec", "FunctionCall", "ResponseRequest", "Script", "Trigger", "Turn"]
 
 MS_PER_WORD = 330  # ~180 words/min, an ordinary speaking rate
+
+Trigger = Literal["client", "turn_detection", "idle_timeout"]  # what started a response
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ class ResponseRequest:
     """Why a response is being made; input to :meth:`Script.turn_for`."""
 
     index: int  # 0 for the session's first response
-    trigger: Literal["client", "turn_detection", "idle_timeout"]
+    trigger: Trigger
     instructions: str  # response.instructions if given, else the session's
     last_user_item: dict[str, Any] | None  # the newest user/function_call_output item, if any
 

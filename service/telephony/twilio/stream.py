@@ -8,6 +8,7 @@ call) and makes sure that whatever happens the call ends with a recorded reason.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ from service.calls.worker import CallWorker
 from service.realtime.backends import open_model_session
 from service.telephony.events import (
     CallEnded,
+    CallerAudio,
     CallerCommand,
     CallStarted,
     HangUp,
@@ -155,6 +157,7 @@ class _MediaSession:
             model=open_model_session(settings),
             backend=settings.realtime_backend,
             greeting=settings.agent_greeting,
+            timings=self.services.timings,
         )
         self.services.calls.add(started.call_sid, worker)
         self.worker = worker
@@ -165,12 +168,19 @@ class _MediaSession:
     async def _run_call(self, started: CallStarted) -> str:
         assert self.worker is not None
         worker = self.worker
+        timings = self.services.timings.caller_to_model
         while True:
             frame = await self._receive()
             if frame is None:
                 return worker.end_reason or "stream_closed"
+            arrived = time.perf_counter()
             event = self.codec.receive(frame)
             if event is None:
+                continue
+            if isinstance(event, CallerAudio):
+                await worker.on_event(event)
+                if worker.model_ready:
+                    timings.add(time.perf_counter() - arrived)
                 continue
             if isinstance(event, ProtocolViolation):
                 self._report(event)
