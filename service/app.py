@@ -19,6 +19,7 @@ from service.calls.timing import ServiceTimings
 from service.calls.worker import CallWorker
 from service.logging import redact_secrets
 from service.realtime.backends import model_secrets
+from service.realtime.prewarm import PrewarmedSessions
 from service.settings import Settings
 from service.store import connect_redis
 from service.store.calls import CallStore
@@ -45,6 +46,7 @@ class Services:
     tokens: StreamTokens
     calls: CallRegistry[CallWorker] = field(default_factory=CallRegistry)
     timings: ServiceTimings = field(default_factory=ServiceTimings)
+    prewarmed: PrewarmedSessions = field(default_factory=PrewarmedSessions)
     draining: bool = False
 
 
@@ -65,6 +67,7 @@ def build_services(settings: Settings) -> Services:
         store=store,
         signatures=SignatureChecker(auth_token, enforced=settings.signatures_enforced),
         tokens=StreamTokens(token_secret, ttl_seconds=settings.stream_token_ttl_seconds),
+        prewarmed=PrewarmedSessions(timeout=settings.prewarm_timeout_seconds),
     )
 
 
@@ -136,6 +139,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
         finally:
             services.draining = True
+            await services.prewarmed.close()
             await services.writer.close(timeout=5.0)
             await services.redis.aclose()
 

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     vad_idle_timeout_ms: int | None = None
     input_transcription_model: str = ""
     model_ready_timeout_seconds: float = 5.0
+    # The model session opens at the voice webhook; unclaimed by a stream after this, it closes.
+    prewarm_timeout_seconds: float = 15.0
 
     # --- Media stream ----------------------------------------------------------------------
     max_frame_bytes: int = 64 * 1024

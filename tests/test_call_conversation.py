@@ -63,6 +63,9 @@ async def test_barge_in_truncates_at_what_the_caller_heard(make_service, local_m
     assert all(mark_parts(name)[1] != item_id for name in later_marks)
     assert all(mark_parts(name)[0] == 1 for name in later_marks)  # a new generation
 
+    # The session was opened at the voice webhook (pre-warm) and claimed by the stream.
+    assert service.services.prewarmed.claimed == 1
+
     # The greeting was heard whole, and the call is on record.
     record = await store.get_call(result.summary.call_sid)
     assert record["backend"] == "local" and record["barge_ins"] == "1"
@@ -157,3 +160,19 @@ async def test_model_error_events_are_recorded_and_the_call_goes_on(
     errors = [e for e in events if e["type"] == "model_error"]
     assert errors and errors[0]["code"] == "server_error"
     await asyncio.sleep(0)
+
+
+async def test_prewarmed_session_nobody_claims_is_closed(make_service, local_model) -> None:
+    from tests.support.twilio_peer import inbound_params, post_webhook
+
+    model = await local_model(DEMO_SCRIPT)
+    service = await make_service(
+        realtime_backend="local", local_realtime_url=model.url, prewarm_timeout_seconds=0.3
+    )
+    response = await post_webhook(
+        service.base_url, TEST_AUTH_TOKEN, "/twilio/voice", inbound_params("CA" + "7" * 32)
+    )
+    assert response.status_code == 200
+    await model.wait_for_session()
+    await eventually(lambda: service.services.prewarmed.expired == 1)
+    await eventually(lambda: not model.sessions)  # the model connection was closed

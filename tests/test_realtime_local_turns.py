@@ -141,6 +141,20 @@ def test_vad_turn_commits_and_answers(pcmu: bool) -> None:
     assert order.index("input_audio_buffer.committed") < order.index("response.created")
 
 
+def test_input_transcription_when_enabled() -> None:
+    d = Driver(Script(user_transcripts=["I need my order status."]))
+    d.update(audio={"input": {"transcription": {"model": "gpt-4o-mini-transcribe"}}})
+    events = d.stream(speech(800, 24000) + silence(700, 24000), 24000)
+    done = only(events, "conversation.item.input_audio_transcription.completed")
+    assert done["transcript"] == "I need my order status."
+    assert done["item_id"] == only(events, "input_audio_buffer.committed")["item_id"]
+    assert done["usage"]["type"] == "tokens"
+    item = d.send({"type": "conversation.item.retrieve", "item_id": done["item_id"]})
+    assert only(item, "conversation.item.retrieved")["item"]["content"][0]["transcript"] == (
+        "I need my order status."
+    )
+
+
 def test_speech_during_a_response_cancels_it() -> None:
     d = Driver(Script(pace=1.0))
     d.send({"type": "response.create"})

@@ -67,7 +67,7 @@ class ModelSession(Protocol):
     def audio_format(self) -> ModelAudioFormat: ...
     @property
     def active_response_id(self) -> str | None: ...
-    async def open(self) -> None: ...
+    async def open(self, greeting: str | None = None) -> None: ...
     def events(self) -> AsyncIterator[ModelEvent]: ...
     async def send_audio(self, audio: bytes) -> bool: ...
     async def create_response(self, instructions: str | None = None) -> bool: ...
@@ -139,7 +139,7 @@ class CallWorker:
 
     async def _run_model(self, model: ModelSession) -> None:
         try:
-            await model.open()
+            await model.open(self.greeting)
         except Exception as exc:
             log.warning("model session failed to open", error=str(exc))
             self.store.append_event(
@@ -156,8 +156,6 @@ class CallWorker:
         for frame in self._early_audio:
             await model.send_audio(self._model_audio(frame))
         self._early_audio.clear()
-        if self.greeting:
-            await model.create_response(self.greeting)
         try:
             async for event in model.events():
                 await self.on_model_event(event)

@@ -51,9 +51,26 @@ class RealtimeConnection:
         self.ready_timeout = ready_timeout
         self._ws: ClientConnection | None = None
         self._early: list[ModelEvent] = []
+        self._opening: asyncio.Task[None] | None = None
+        self.greeting_requested = False  # the agent speaks first (B.3 "model speaks first")
         self.sent_events = 0
 
-    async def open(self) -> None:
+    async def open(self, greeting: str | None = None) -> None:
+        """Open the session (and ask for the greeting) once; later calls wait for that attempt.
+
+        Pre-warming calls this at the voice webhook and the worker again at stream start: the
+        greeting's audio waits in the socket's receive buffer until the worker reads it.
+        """
+        if self._opening is None:
+            self._opening = asyncio.create_task(self._open(greeting))
+        await asyncio.shield(self._opening)
+
+    async def _open(self, greeting: str | None) -> None:
+        await self._connect()
+        if greeting:
+            self.greeting_requested = await self.create_response(greeting)
+
+    async def _connect(self) -> None:
         """Connect, send ``session.update`` and wait for ``session.updated`` (B.1, B.8)."""
         try:
             async with asyncio.timeout(self.ready_timeout):
@@ -63,8 +80,13 @@ class RealtimeConnection:
                     additional_headers=self.headers,
                     compression=None,
                     max_size=16 * 1024 * 1024,
+                    # Room for a pre-warmed greeting (a few seconds of deltas) while no one
+                    # reads yet: ≤ 64 frames, a few hundred KB per call at worst.
+                    max_queue=64,
                     ping_interval=20,
                     open_timeout=None,
+                    # A peer stuck sending to us must not hold a hang-up for long.
+                    close_timeout=2,
                 )
                 await self.send(self.protocol.session_update())
                 while True:
@@ -78,13 +100,13 @@ class RealtimeConnection:
                     if self.protocol.ready:
                         return
         except TimeoutError as exc:
-            await self.close()
+            await self._close_socket()
             raise ModelUnavailable("no session.updated in time") from exc
         except (OSError, WebSocketException) as exc:
-            await self.close()
+            await self._close_socket()
             raise ModelUnavailable(f"cannot connect: {exc}") from exc
         except ModelUnavailable:
-            await self.close()
+            await self._close_socket()
             raise
 
     async def send(self, event: dict[str, Any]) -> bool:
@@ -143,5 +165,11 @@ class RealtimeConnection:
         return sent and await self.create_response()
 
     async def close(self) -> None:
+        if self._opening is not None and not self._opening.done():
+            self._opening.cancel()
+        await self._close_socket()
+
+    async def _close_socket(self) -> None:
+        # Not close(): this runs inside the opening task, which must not cancel itself.
         if self._ws is not None:
             await self._ws.close()

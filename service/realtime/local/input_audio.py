@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from typing import TYPE_CHECKING, Any
 
 from service.realtime.local.config import PCM_RATE, audio_format
 from service.realtime.local.conversation import Conversation, Item
 from service.realtime.local.protocol import IdFactory, ProtocolError
-from service.realtime.local.script import Trigger
+from service.realtime.local.script import Script, Trigger
 from service.realtime.local.vad import EnergyVad, SpeechStarted, VadEvent, VadParams
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["InputAudioHandlers"]
 
 Events = list[dict[str, Any]]
+
 MAX_APPEND_CHARS = 15 * 1024 * 1024  # B.7: 15 MiB of base64 per append
 MIN_COMMIT_MS = 100  # B.4: input_audio_buffer_commit_empty below 100 ms
 TICKS_PER_S = PCM_RATE  # input clock unit: 1/24000 s, exact for 24 kHz and 8 kHz samples
@@ -32,10 +34,14 @@ _EAGERNESS_SILENCE_MS = {"low": 1200, "medium": 600, "auto": 600, "high": 300}
 
 
 class InputAudioHandlers:
+    """``input_audio_buffer.*`` handlers and the VAD turn logic; uses only the attributes and
+    methods declared here (provided by the session)."""
+
     ids: IdFactory
     config: dict[str, Any]
     conversation: Conversation
     response: ActiveResponse | None
+    script: Script
 
     def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
         raise NotImplementedError
@@ -54,6 +60,7 @@ class InputAudioHandlers:
         self._speech_item_id: str | None = None
         self._speech_start_ms = 0
         self._idle_deadline_ms: float | None = None
+        self._user_turns = 0  # committed user audio items (index into script transcripts)
         self._rebuild_vad()
 
     @property
@@ -162,11 +169,39 @@ class InputAudioHandlers:
         )
         self.conversation.add(item)
         self._buffer_ticks = 0
-        return [
+        events = [
             self._event("input_audio_buffer.committed", item_id=item_id, previous_item_id=previous),
             self._event("conversation.item.added", previous_item_id=previous, item=item.public()),
             self._event("conversation.item.done", previous_item_id=previous, item=item.public()),
         ]
+        transcription = self.config["audio"]["input"]["transcription"]
+        if transcription is not None:  # B.4: arrives after the item (asynchronous ASR)
+            events.append(self._transcribed(item, transcription.get("model", "")))
+        return events
+
+    def _transcribed(self, item: Item, model: str) -> dict[str, Any]:
+        transcript = self.script.user_transcript(self._user_turns)
+        self._user_turns += 1
+        item.data["content"][0]["transcript"] = transcript
+        seconds = item.audio_ms / 1000.0
+        if model == "whisper-1":  # billed by duration; the gpt-4o transcribers by tokens
+            usage: dict[str, Any] = {"type": "duration", "seconds": seconds}
+        else:
+            audio, text = math.ceil(seconds * 10), math.ceil(len(transcript) / 4)
+            usage = {
+                "type": "tokens",
+                "input_tokens": audio,
+                "output_tokens": text,
+                "total_tokens": audio + text,
+                "input_token_details": {"audio_tokens": audio, "text_tokens": 0},
+            }
+        return self._event(
+            "conversation.item.input_audio_transcription.completed",
+            item_id=item.id,
+            content_index=0,
+            transcript=transcript,
+            usage=usage,
+        )
 
     def _on_input_audio_buffer_commit(self, raw: dict[str, Any], now: float) -> Events:
         buffered = self._buffer_ticks * 1000.0 / TICKS_PER_S

@@ -24,6 +24,9 @@ Events = list[dict[str, Any]]
 
 
 class ItemHandlers:
+    """``conversation.item.*`` handlers; uses only the attributes and methods declared here
+    (provided by the session)."""
+
     ids: IdFactory
     config: dict[str, Any]
     conversation: Conversation

@@ -97,6 +97,7 @@ class Script:
       (no ``session.updated``, no error) to exercise client timeouts.
     * ``on_client_event(session_id, event)`` observes every decoded client event before it is
       handled (audio payloads included); exceptions it raises are logged, not sent.
+    * ``user_transcripts``: what input transcription (if the session turned it on) "heard".
     """
 
     greeting: Turn = GREETING
@@ -111,6 +112,15 @@ class Script:
     # conversation.created; it is in the SDK union, so it can be switched on.
     send_conversation_created: bool = False
     on_client_event: Callable[[str, dict[str, Any]], None] | None = None
+    # When the session enables audio.input.transcription, committed user audio item i gets
+    # ``user_transcripts[i]`` (or ``default_user_transcript``) as its transcription.
+    user_transcripts: Sequence[str] = ()
+    default_user_transcript: str = "Hello, I have a question."
+
+    def user_transcript(self, index: int) -> str:
+        if index < len(self.user_transcripts):
+            return self.user_transcripts[index]
+        return self.default_user_transcript
 
     def turn_for(self, request: ResponseRequest) -> Turn:
         if request.index == 0:

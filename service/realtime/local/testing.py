@@ -43,7 +43,7 @@ class SessionDriver:
 
     def advance(self, seconds: float) -> list[Event]:
         """Move the clock, ticking at every deadline on the way."""
-        end, out = self.now + seconds, []
+        end, out = self.now + seconds, list[Event]()
         while (deadline := self.session.next_deadline()) is not None and deadline <= end:
             self.now = max(self.now, deadline)
             out += self.take(self.session.tick(self.now))
@@ -51,9 +51,12 @@ class SessionDriver:
         return out
 
     def finish(self) -> list[Event]:
-        out = []
-        while self.session.response is not None:
-            self.now = max(self.now, self.session.next_deadline() or self.now)
+        """Run the clock until the active response is done (or the script dropped us)."""
+        out: list[Event] = []
+        while self.session.response is not None and self.session.close_request is None:
+            deadline = self.session.next_deadline()
+            assert deadline is not None, "an active response must have a deadline"
+            self.now = max(self.now, deadline)
             out += self.take(self.session.tick(self.now))
         return out
 
@@ -66,7 +69,7 @@ class SessionDriver:
         self, pcm: bytes, rate: int, *, ulaw: bool = False, chunk_ms: int = 20
     ) -> list[Event]:
         """Append audio in real-time-sized chunks, the clock moving with it."""
-        step, out = rate * chunk_ms // 1000 * 2, []
+        step, out = rate * chunk_ms // 1000 * 2, list[Event]()
         for i in range(0, len(pcm), step):
             chunk = pcm[i : i + step]
             wire = pcm16_to_ulaw(chunk) if ulaw else chunk

@@ -154,7 +154,7 @@ class _MediaSession:
             started,
             store=self.services.store,
             send=self._send,
-            model=open_model_session(settings),
+            model=self.services.prewarmed.claim(started.call_sid) or open_model_session(settings),
             backend=settings.realtime_backend,
             greeting=settings.agent_greeting,
             timings=self.services.timings,
