@@ -74,7 +74,7 @@ def test_server_events_become_neutral_events() -> None:
     p = OpenAIRealtimeProtocol(SessionConfig())
 
     def feed(event: dict) -> list:
-        return p.receive(json.dumps(event))
+        return p.receive(json.dumps(event), now=12.5)
 
     assert feed({"type": "session.updated", "session": {"id": "sess_1"}}) == [
         SessionReady("sess_1")
@@ -92,10 +92,10 @@ def test_server_events_become_neutral_events() -> None:
             "item_id": "item_1",
             "delta": delta,
         }
-    ) == [AgentAudio("resp_1", "item_1", b"\x01\x02")]
+    ) == [AgentAudio("resp_1", "item_1", b"\x01\x02", 12.5)]
     assert feed(
         {"type": "input_audio_buffer.speech_started", "item_id": "item_2", "audio_start_ms": 900}
-    ) == [SpeechStarted("item_2", 900)]
+    ) == [SpeechStarted("item_2", 900, 12.5)]
     assert feed(
         {
             "type": "response.done",

@@ -176,7 +176,9 @@ class OpenAIRealtimeProtocol:
             return self._audio_delta(event, now)
         if kind == "input_audio_buffer.speech_started":
             return [
-                SpeechStarted(str(event.get("item_id", "")), int(event.get("audio_start_ms", 0)))
+                SpeechStarted(
+                    str(event.get("item_id", "")), int(event.get("audio_start_ms", 0)), now
+                )
             ]
         if kind == "input_audio_buffer.speech_stopped":
             return [SpeechStopped(str(event.get("item_id", "")), int(event.get("audio_end_ms", 0)))]
