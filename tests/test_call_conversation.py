@@ -11,6 +11,8 @@ import asyncio
 import dataclasses
 from typing import Any
 
+import pytest
+
 from service.demo import DEMO_SCRIPT, converse
 from service.realtime.local.script import Script, Turn
 from service.softphone import Softphone
@@ -23,9 +25,14 @@ def mark_parts(name: str) -> tuple[int, str, int]:
     return int(generation), item_id, int(ms)
 
 
-async def test_barge_in_truncates_at_what_the_caller_heard(make_service, local_model) -> None:
+@pytest.mark.parametrize("audio_mode", ["transcode", "passthrough"])
+async def test_barge_in_truncates_at_what_the_caller_heard(
+    make_service, local_model, audio_mode: str
+) -> None:
     model = await local_model(DEMO_SCRIPT)
-    service = await make_service(realtime_backend="local", local_realtime_url=model.url)
+    service = await make_service(
+        realtime_backend="local", local_realtime_url=model.url, audio_mode=audio_mode
+    )
     messages: list[dict[str, Any]] = []
 
     async def keep(message: dict[str, Any]) -> None:
@@ -62,6 +69,11 @@ async def test_barge_in_truncates_at_what_the_caller_heard(make_service, local_m
     assert later_marks, "the agent answered the interruption"
     assert all(mark_parts(name)[1] != item_id for name in later_marks)
     assert all(mark_parts(name)[0] == 1 for name in later_marks)  # a new generation
+
+    # The model was asked for the audio format of the mode.
+    update = next(e for e in session.received if e["type"] == "session.update")
+    expected = "audio/pcmu" if audio_mode == "passthrough" else "audio/pcm"
+    assert update["session"]["audio"]["output"]["format"]["type"] == expected
 
     # The session was opened at the voice webhook (pre-warm) and claimed by the stream.
     assert service.services.prewarmed.claimed == 1
@@ -176,3 +188,25 @@ async def test_prewarmed_session_nobody_claims_is_closed(make_service, local_mod
     await model.wait_for_session()
     await eventually(lambda: service.services.prewarmed.expired == 1)
     await eventually(lambda: not model.sessions)  # the model connection was closed
+
+
+async def test_azure_backend_speaks_the_same_protocol(make_service, local_model) -> None:
+    """E: /openai/v1/realtime?model=<deployment> with the api-key header."""
+    model = await local_model(DEMO_SCRIPT)
+    service = await make_service(
+        realtime_backend="azure",
+        azure_openai_endpoint=f"http://127.0.0.1:{model.port}",
+        azure_openai_api_key="azure-key-0123456789",
+        azure_openai_deployment="my-realtime",
+    )
+    model.api_key = "azure-key-0123456789"  # the model now refuses any other key
+    phone = Softphone(
+        service.base_url,
+        auth_token=TEST_AUTH_TOKEN,
+        public_url=service.services.settings.public_url,
+        seconds=2.5,
+    )
+    summary = await phone.run()
+    assert summary.closed_by == "softphone" and summary.ms_played >= 1500  # the greeting
+    session = model.history[0]
+    assert session.config["model"] == "my-realtime"

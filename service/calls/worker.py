@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
@@ -114,9 +115,8 @@ class CallWorker:
         self.end_reason: str | None = None
         self.model_ready = False
         self.interrupted_responses: set[str] = set()
-        self._early_audio: list[bytes] = []
+        self._early_audio: deque[bytes] = deque()
         self._tasks: list[asyncio.Task[None]] = []
-        self._ended = asyncio.Event()
         self._to_model: UlawToPcm | None = None
         self._to_caller: PcmToUlaw | None = None
         params = started.parameters
@@ -151,11 +151,12 @@ class CallWorker:
         if fmt != ULAW_8K:
             self._to_model = UlawToPcm(fmt.sample_rate)
             self._to_caller = PcmToUlaw(fmt.sample_rate)
+        # Frames may keep arriving while the held ones go out: drain until none is left, then
+        # switch to direct sends with no await in between, so caller audio stays in order.
+        while self._early_audio:
+            await model.send_audio(self._model_audio(self._early_audio.popleft()))
         self.model_ready = True
         log.info("model session ready", audio=f"{fmt.encoding}/{fmt.sample_rate}")
-        for frame in self._early_audio:
-            await model.send_audio(self._model_audio(frame))
-        self._early_audio.clear()
         try:
             async for event in model.events():
                 await self.on_model_event(event)
