@@ -61,6 +61,18 @@ class Settings(BaseSettings):
     # The model session opens at the voice webhook; unclaimed by a stream after this, it closes.
     prewarm_timeout_seconds: float = 15.0
 
+    # --- Agent, tools and audit -------------------------------------------------------------
+    agent_profiles: str = Field("", description="TOML file of per-number agent profiles.")
+    tool_filler_ms: int = 700
+    dtmf_pause_ms: int = 2000
+    audit_maxlen: int = 100_000
+    transfer_default_number: str = ""
+    # Transfers only to targets starting with one of these (e.g. "+1,sip:"); empty: any.
+    # The model chooses the target, so a caller could talk it into dialling anywhere.
+    transfer_allowed_prefixes: tuple[str, ...] = ()
+    # Twilio's REST API; overridable so tests (and regional edges) can point elsewhere.
+    twilio_api_base_url: str = "https://api.twilio.com"
+
     # --- Media stream ----------------------------------------------------------------------
     max_frame_bytes: int = 64 * 1024
 

@@ -17,9 +17,11 @@ from typing import Protocol
 
 import structlog
 
+from service.agent.tools import ToolContext, ToolRegistry
 from service.audio.transcode import PcmToUlaw, UlawToPcm
 from service.calls.playback import PlaybackLedger
 from service.calls.timing import ServiceTimings
+from service.calls.tool_calls import ToolCoordinator
 from service.realtime.events import (
     ULAW_8K,
     AgentAudio,
@@ -35,6 +37,7 @@ from service.realtime.events import (
     ToolCallRequested,
     Transcript,
 )
+from service.store.audit import ToolAudit
 from service.store.calls import CallStore
 from service.telephony.events import (
     CallEnded,
@@ -71,7 +74,10 @@ class ModelSession(Protocol):
     async def open(self, greeting: str | None = None) -> None: ...
     def events(self) -> AsyncIterator[ModelEvent]: ...
     async def send_audio(self, audio: bytes) -> bool: ...
-    async def create_response(self, instructions: str | None = None) -> bool: ...
+    async def create_response(
+        self, instructions: str | None = None, *, purpose: str = "", out_of_band: bool = False
+    ) -> bool: ...
+    async def send_user_text(self, text: str) -> bool: ...
     async def truncate(self, item_id: str, audio_end_ms: int) -> bool: ...
     async def cancel_response(self) -> bool: ...
     async def function_output(self, call_id: str, output: str) -> bool: ...
@@ -97,6 +103,11 @@ class CallWorker:
         greeting: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         timings: ServiceTimings | None = None,
+        tools: ToolRegistry | None = None,
+        tool_context: ToolContext | None = None,
+        audit: ToolAudit | None = None,
+        filler_ms: int = 700,
+        dtmf_pause_ms: int = 2000,
     ) -> None:
         self.call_sid = started.call_sid
         self.stream_sid = started.stream_sid
@@ -119,6 +130,24 @@ class CallWorker:
         self._tasks: list[asyncio.Task[None]] = []
         self._to_model: UlawToPcm | None = None
         self._to_caller: PcmToUlaw | None = None
+        self.dtmf_pause_ms = dtmf_pause_ms
+        self._digits: list[str] = []
+        self._dtmf_timer: asyncio.TimerHandle | None = None
+        self.tool_calls = (
+            ToolCoordinator(
+                call_sid=self.call_sid,
+                registry=tools or ToolRegistry(),
+                ctx=tool_context or ToolContext(call_sid=self.call_sid, redis=None),
+                model=model,
+                ledger=self.ledger,
+                audit=audit,
+                filler_ms=filler_ms,
+                hang_up=self._end_call,
+                clock=clock,
+            )
+            if model is not None
+            else None
+        )
         params = started.parameters
         store.call_started(
             self.call_sid,
@@ -168,6 +197,10 @@ class CallWorker:
             await self._end_call("internal_error")
 
     async def close(self) -> None:
+        if self._dtmf_timer is not None:
+            self._dtmf_timer.cancel()
+        if self.tool_calls is not None:
+            await self.tool_calls.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -203,10 +236,12 @@ class CallWorker:
             elif len(self._early_audio) < MAX_EARLY_AUDIO_FRAMES:
                 self._early_audio.append(event.ulaw)
         elif isinstance(event, MarkPlayed):
-            self.ledger.mark_played(event.name, self.clock())
+            if self.ledger.mark_played(event.name, self.clock()) and self.tool_calls:
+                self.tool_calls.check_heard()
         elif isinstance(event, DtmfReceived):
             log.info("dtmf", digit=event.digit)
             self.store.append_event(self.call_sid, "dtmf", digit=event.digit)
+            await self._collect_digit(event.digit)
         elif isinstance(event, CallEnded):
             self.end_reason = self.end_reason or "caller_hangup"
 
@@ -220,9 +255,12 @@ class CallWorker:
         elif isinstance(event, SpeechStopped):
             pass
         elif isinstance(event, ResponseStarted):
-            pass
+            if self.tool_calls is not None:
+                await self.tool_calls.response_started(event)
         elif isinstance(event, ResponseDone):
             self.interrupted_responses.discard(event.response_id)
+            if self.tool_calls is not None:
+                await self.tool_calls.response_done(event)
             self.store.append_event(
                 self.call_sid,
                 "response",
@@ -244,7 +282,8 @@ class CallWorker:
                 self.call_sid, "truncated", item_id=event.item_id, audio_end_ms=event.audio_end_ms
             )
         elif isinstance(event, ToolCallRequested):
-            await self._no_tools(event)
+            if self.tool_calls is not None:
+                await self.tool_calls.requested(event)
         elif isinstance(event, ModelError):
             self._model_error(event)
         elif isinstance(event, ModelClosed):
@@ -259,6 +298,8 @@ class CallWorker:
         if event.response_id in self.interrupted_responses:
             return  # B.6 step 4: nothing of an interrupted response reaches the caller
         assert self.model is not None
+        if self.tool_calls is not None:
+            self.tool_calls.agent_audio(event)
         duration_ms = len(event.audio) / self.model.audio_format.bytes_per_ms
         ulaw = event.audio if self._to_caller is None else self._to_caller.convert(event.audio)
         if not ulaw:
@@ -276,6 +317,8 @@ class CallWorker:
         now = self.clock()
         active = self.model.active_response_id
         if not self.ledger.playing and active is None:
+            if self.tool_calls is not None:
+                self.tool_calls.barge_in([])  # talking while a tool runs still counts
             return  # the caller simply took their turn
         self.barge_ins += 1
         if self.ledger.playing:
@@ -283,6 +326,8 @@ class CallWorker:
             if event.received_at:
                 self.timings.barge_in_to_clear.add(time.perf_counter() - event.received_at)
         truncations = self.ledger.interrupt(now)
+        if self.tool_calls is not None:
+            self.tool_calls.barge_in(truncations)
         if active is not None:
             self.interrupted_responses.add(active)
             await self.model.cancel_response()
@@ -311,15 +356,31 @@ class CallWorker:
             )
         log.info("barge-in", truncations=len(truncations), response_active=active is not None)
 
-    async def _no_tools(self, event: ToolCallRequested) -> None:
-        # Never leave a call dangling (B.5): say plainly that no tool ran.
-        assert self.model is not None
-        self.store.append_event(
-            self.call_sid, "tool_unavailable", name=event.name, call_id=event.call_id
-        )
-        await self.model.function_output(event.call_id, '{"error": "no tools are available"}')
+    async def _collect_digit(self, digit: str) -> None:
+        """DTMF reaches the model as text: digits gathered until ``#`` or a pause."""
+        self._digits.append(digit)
+        if self._dtmf_timer is not None:
+            self._dtmf_timer.cancel()
+            self._dtmf_timer = None
+        if digit == "#":
+            await self._send_digits()
+        else:
+            loop = asyncio.get_running_loop()
+            self._dtmf_timer = loop.call_later(
+                self.dtmf_pause_ms / 1000,
+                lambda: self._tasks.append(loop.create_task(self._send_digits())),
+            )
+
+    async def _send_digits(self) -> None:
+        digits, self._digits = self._digits, []
+        if not digits or self.tool_calls is None:
+            return
+        self.tool_calls.queue_text(f"The caller pressed {' '.join(digits)} on the keypad.")
+        await self.tool_calls.flush()
 
     def _model_error(self, event: ModelError) -> None:
+        if event.code == "conversation_already_has_active_response" and self.tool_calls:
+            self.tool_calls.response_create_failed()
         benign = event.code in BENIGN_MODEL_ERRORS
         (log.info if benign else log.warning)(
             "model error", code=event.code, message=event.message, benign=benign

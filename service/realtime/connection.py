@@ -68,7 +68,7 @@ class RealtimeConnection:
     async def _open(self, greeting: str | None) -> None:
         await self._connect()
         if greeting:
-            self.greeting_requested = await self.create_response(greeting)
+            self.greeting_requested = await self.create_response(greeting, purpose="greeting")
 
     async def _connect(self) -> None:
         """Connect, send ``session.update`` and wait for ``session.updated`` (B.1, B.8)."""
@@ -151,8 +151,15 @@ class RealtimeConnection:
     async def send_audio(self, audio: bytes) -> bool:
         return await self.send(self.protocol.append_audio(audio))
 
-    async def create_response(self, instructions: str | None = None) -> bool:
-        return await self.send(self.protocol.create_response(instructions))
+    async def create_response(
+        self, instructions: str | None = None, *, purpose: str = "", out_of_band: bool = False
+    ) -> bool:
+        return await self.send(
+            self.protocol.create_response(instructions, purpose=purpose, out_of_band=out_of_band)
+        )
+
+    async def send_user_text(self, text: str) -> bool:
+        return await self.send(self.protocol.user_text(text))
 
     async def truncate(self, item_id: str, audio_end_ms: int) -> bool:
         return await self.send(self.protocol.truncate(item_id, audio_end_ms))
@@ -161,8 +168,7 @@ class RealtimeConnection:
         return await self.send(self.protocol.cancel_response())
 
     async def function_output(self, call_id: str, output: str) -> bool:
-        sent = await self.send(self.protocol.function_output(call_id, output))
-        return sent and await self.create_response()
+        return await self.send(self.protocol.function_output(call_id, output))
 
     async def close(self) -> None:
         if self._opening is not None and not self._opening.done():

@@ -59,7 +59,10 @@ class SpeechStopped:
 
 @dataclass(frozen=True, slots=True)
 class ResponseStarted:
+    """``purpose`` is what we asked for in ``response.create`` ("" for the server's own)."""
+
     response_id: str
+    purpose: str = ""
 
 
 @dataclass(frozen=True, slots=True)

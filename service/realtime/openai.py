@@ -135,11 +135,35 @@ class OpenAIRealtimeProtocol:
             "audio": base64.b64encode(audio).decode("ascii"),
         }
 
-    def create_response(self, instructions: str | None = None) -> dict[str, Any]:
+    def create_response(
+        self, instructions: str | None = None, *, purpose: str = "", out_of_band: bool = False
+    ) -> dict[str, Any]:
+        """B.3 ``response.create``. ``purpose`` travels in ``metadata`` so the matching
+        ``response.created`` can be told apart from one the server's VAD started; an
+        out-of-band response (``conversation: "none"``) is spoken but not remembered."""
         event: dict[str, Any] = {"type": "response.create", "event_id": self._event_id()}
+        response: dict[str, Any] = {}
         if instructions:
-            event["response"] = {"instructions": instructions}
+            response["instructions"] = instructions
+        if purpose:
+            response["metadata"] = {"purpose": purpose}
+        if out_of_band:
+            response["conversation"] = "none"
+        if response:
+            event["response"] = response
         return event
+
+    def user_text(self, text: str) -> dict[str, Any]:
+        """A user message in text (e.g. DTMF digits), B.3 conversation item shapes."""
+        return {
+            "type": "conversation.item.create",
+            "event_id": self._event_id(),
+            "item": {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": text}],
+            },
+        }
 
     def truncate(self, item_id: str, audio_end_ms: int) -> dict[str, Any]:
         # B.3: content_index 0, audio_end_ms in the item's own timeline (F.6).
@@ -183,9 +207,13 @@ class OpenAIRealtimeProtocol:
         if kind == "input_audio_buffer.speech_stopped":
             return [SpeechStopped(str(event.get("item_id", "")), int(event.get("audio_end_ms", 0)))]
         if kind == "response.created":
-            response_id = str(event.get("response", {}).get("id", ""))
-            self.active_response_id = response_id
-            return [ResponseStarted(response_id)]
+            response = event.get("response") or {}
+            response_id = str(response.get("id", ""))
+            metadata = response.get("metadata") or {}
+            # An out-of-band response does not hold the conversation's single response slot.
+            if response.get("conversation_id") != "none" and metadata.get("purpose") != "filler":
+                self.active_response_id = response_id
+            return [ResponseStarted(response_id, str(metadata.get("purpose") or ""))]
         if kind == "response.done":
             return self._response_done(event)
         if kind == "response.output_audio_transcript.done":

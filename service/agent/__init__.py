@@ -1,0 +1,35 @@
+"""The agent: tools the model may call (``tools``) and per-number profiles (``profiles``).
+
+The hotline's tools and data are in ``service.agent.hotline``; telephony tools (end_call,
+transfer_call) in ``service.agent.telephony``.
+"""
+
+from service.agent.profiles import AgentProfile, Profiles, load_profiles
+from service.agent.tools import (
+    CallIdLedger,
+    ToolContext,
+    ToolOutcome,
+    ToolRegistry,
+    ToolRun,
+    ToolSpec,
+    redact,
+    redact_arguments,
+    run_tool,
+    tool,
+)
+
+__all__ = [
+    "AgentProfile",
+    "CallIdLedger",
+    "Profiles",
+    "ToolContext",
+    "ToolOutcome",
+    "ToolRegistry",
+    "ToolRun",
+    "ToolSpec",
+    "load_profiles",
+    "redact",
+    "redact_arguments",
+    "run_tool",
+    "tool",
+]
