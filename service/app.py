@@ -14,6 +14,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from service.agent.catalog import builtin_tools, profiles_from_settings
+from service.agent.hotline.orders import seed_orders
+from service.agent.profiles import AgentProfile, Profiles
+from service.agent.telephony import TwilioCalls
+from service.agent.tools import ToolRegistry
 from service.calls.registry import CallRegistry
 from service.calls.timing import ServiceTimings
 from service.calls.worker import CallWorker
@@ -22,6 +27,7 @@ from service.realtime.backends import model_secrets
 from service.realtime.prewarm import PrewarmedSessions
 from service.settings import Settings
 from service.store import connect_redis
+from service.store.audit import ToolAudit
 from service.store.calls import CallStore
 from service.store.writer import StoreWriter
 from service.telephony.twilio.security import SignatureChecker, StreamTokens
@@ -47,6 +53,15 @@ class Services:
     calls: CallRegistry[CallWorker] = field(default_factory=CallRegistry)
     timings: ServiceTimings = field(default_factory=ServiceTimings)
     prewarmed: PrewarmedSessions = field(default_factory=PrewarmedSessions)
+    profiles: Profiles = field(default_factory=Profiles)
+    tools: ToolRegistry = field(default_factory=builtin_tools)
+    audit: ToolAudit | None = None
+    twilio_calls: TwilioCalls | None = None
+
+    def call_tools(self, profile: AgentProfile) -> ToolRegistry:
+        """The tools a call on ``profile`` may use (checked against the catalogue at start)."""
+        return self.tools.subset(profile.tools)
+
     draining: bool = False
 
 
@@ -68,6 +83,20 @@ def build_services(settings: Settings) -> Services:
         signatures=SignatureChecker(auth_token, enforced=settings.signatures_enforced),
         tokens=StreamTokens(token_secret, ttl_seconds=settings.stream_token_ttl_seconds),
         prewarmed=PrewarmedSessions(timeout=settings.prewarm_timeout_seconds),
+        profiles=profiles_from_settings(settings),
+        audit=ToolAudit(
+            writer,
+            prefix=settings.redis_key_prefix,
+            call_ttl_seconds=settings.call_ttl_seconds,
+            global_maxlen=settings.audit_maxlen,
+        ),
+        twilio_calls=(
+            TwilioCalls(
+                settings.twilio_account_sid, auth_token, base_url=settings.twilio_api_base_url
+            )
+            if settings.twilio_account_sid and auth_token
+            else None
+        ),
     )
 
 
@@ -133,6 +162,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
         if not await services.store.ping():
             log.error("Redis is not reachable at start; calls will flow and writes will wait")
+        elif services.embedded_redis:
+            # The embedded store starts empty and lives in this process only: seed it here.
+            count = await seed_orders(services.redis, settings.redis_key_prefix)
+            log.info("hotline orders seeded into the embedded store", orders=count)
+        if services.twilio_calls is None:
+            log.warning(
+                "TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN not set: end_call and "
+                "transfer_call cannot reach Twilio's REST API"
+            )
         services.writer.start()
         log.info("service ready", public_url=settings.public_url)
         try:
@@ -140,6 +178,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             services.draining = True
             await services.prewarmed.close()
+            if services.twilio_calls is not None:
+                await services.twilio_calls.aclose()
             await services.writer.close(timeout=5.0)
             await services.redis.aclose()
 

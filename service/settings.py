@@ -47,11 +47,10 @@ class Settings(BaseSettings):
     azure_openai_api_key: SecretStr = SecretStr("")
     azure_openai_deployment: str = ""
     audio_mode: Literal["transcode", "passthrough"] = "transcode"
-    agent_instructions: str = (
-        "You are a friendly, concise phone assistant. Speak in short sentences."
-    )
-    agent_voice: str = "marin"
-    agent_greeting: str = "Greet the caller in one short sentence and ask how you can help."
+    # Override the default agent profile's fields when set (AGENT_PROFILES holds the rest).
+    agent_instructions: str = ""
+    agent_voice: str = ""
+    agent_greeting: str = Field("", description="The agent's first words (said verbatim).")
     vad_threshold: float = 0.5
     vad_prefix_padding_ms: int = 300
     vad_silence_duration_ms: int = 500

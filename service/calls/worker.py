@@ -100,6 +100,7 @@ class CallWorker:
         send: CommandSink,
         model: ModelSession | None = None,
         backend: str = "none",
+        profile: str = "",
         greeting: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         timings: ServiceTimings | None = None,
@@ -157,6 +158,7 @@ class CallWorker:
             stream_sid=self.stream_sid,
             backend=backend,
             account_sid=started.account_sid,
+            profile=profile,
         )
 
     # --- life cycle -------------------------------------------------------------------------
@@ -405,6 +407,8 @@ class CallWorker:
             barge_ins=self.barge_ins,
         )
         self.store.call_ended(self.call_sid, end_reason=reason)
+        if self.tool_calls is not None and self.tool_calls.audit is not None:
+            self.tool_calls.audit.call_ended(self.call_sid)
         log.info(
             "call ended", end_reason=reason, frames_in=self.frames_in, barge_ins=self.barge_ins
         )

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
+from service.agent.catalog import greeting_instruction
+from service.agent.profiles import AgentProfile
+from service.agent.tools import ToolRegistry
 from service.realtime.config import SessionConfig, VadSettings
 from service.realtime.connection import RealtimeConnection
 from service.realtime.openai import OpenAIRealtimeProtocol, realtime_url
@@ -12,12 +15,14 @@ from service.settings import Settings
 __all__ = ["model_secrets", "open_model_session", "session_config"]
 
 
-def session_config(settings: Settings) -> SessionConfig:
+def session_config(
+    settings: Settings, profile: AgentProfile, tools: ToolRegistry | None = None
+) -> SessionConfig:
     return SessionConfig(
         model=settings.openai_realtime_model,
-        instructions=settings.agent_instructions,
-        voice=settings.agent_voice,
-        greeting=settings.agent_greeting,
+        instructions=profile.instructions,
+        voice=profile.voice,
+        greeting=greeting_instruction(profile) or "",
         audio_mode=settings.audio_mode,
         vad=VadSettings(
             threshold=settings.vad_threshold,
@@ -26,6 +31,7 @@ def session_config(settings: Settings) -> SessionConfig:
             idle_timeout_ms=settings.vad_idle_timeout_ms,
         ),
         transcription_model=settings.input_transcription_model or None,
+        tools=tuple(tools.openai_tools()) if tools is not None else (),
     )
 
 
@@ -36,10 +42,12 @@ def _azure_url(endpoint: str, deployment: str) -> str:
     return urlunsplit((scheme, parts.netloc, "/openai/v1/realtime", f"model={deployment}", ""))
 
 
-def open_model_session(settings: Settings) -> RealtimeConnection | None:
+def open_model_session(
+    settings: Settings, profile: AgentProfile, tools: ToolRegistry | None = None
+) -> RealtimeConnection | None:
     """A not-yet-opened session for one call, or ``None`` for the silent ``none`` backend."""
-    backend = settings.realtime_backend
-    config = session_config(settings)
+    backend = profile.backend or settings.realtime_backend
+    config = session_config(settings, profile, tools)
     if backend == "none":
         return None
     if backend == "azure":

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from service.agent.catalog import greeting_instruction
+from service.agent.tools import ToolContext
 from service.calls.worker import CallWorker
 from service.realtime.backends import open_model_session
 from service.telephony.events import (
@@ -149,15 +151,32 @@ class _MediaSession:
             )
             self._refuse(POLICY_VIOLATION, "call already has a stream")
             return None
-        settings = self.services.settings
+        services = self.services
+        settings = services.settings
+        profile = services.profiles.for_number(started.parameters.get("to", ""))
+        tools = services.call_tools(profile)
+        model = services.prewarmed.claim(started.call_sid) or open_model_session(
+            settings, profile, tools
+        )
         worker = CallWorker(
             started,
-            store=self.services.store,
+            store=services.store,
             send=self._send,
-            model=self.services.prewarmed.claim(started.call_sid) or open_model_session(settings),
-            backend=settings.realtime_backend,
-            greeting=settings.agent_greeting,
-            timings=self.services.timings,
+            model=model,
+            backend=profile.backend or settings.realtime_backend,
+            profile=profile.name,
+            greeting=greeting_instruction(profile),
+            timings=services.timings,
+            tools=tools,
+            tool_context=ToolContext(
+                call_sid=started.call_sid,
+                redis=services.redis,
+                key_prefix=settings.redis_key_prefix,
+                services=services,
+            ),
+            audit=services.audit,
+            filler_ms=settings.tool_filler_ms,
+            dtmf_pause_ms=settings.dtmf_pause_ms,
         )
         self.services.calls.add(started.call_sid, worker)
         self.worker = worker
