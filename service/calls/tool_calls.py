@@ -36,6 +36,7 @@ from service.agent.tools import (
     ToolOutcome,
     ToolRegistry,
     redact,
+    redact_arguments,
     run_tool,
 )
 from service.calls.playback import PlaybackLedger, Truncation
@@ -119,19 +120,15 @@ class ToolCoordinator:
             self._audit(event.call_id, event.name, "duplicate")
             return
         spec = self.registry.get(event.name)
-        arguments: Any = event.arguments
-        try:
-            arguments = redact(
-                orjson.loads(event.arguments), spec.sensitive if spec else frozenset()
-            )
-        except orjson.JSONDecodeError:
-            pass
+        sensitive = spec.sensitive if spec is not None else frozenset()
+        # Redacted even when the model's arguments are not valid JSON (then summarised).
+        arguments = redact_arguments(event.arguments, sensitive)
         self._audit(event.call_id, event.name, "requested", arguments=arguments)
         if event.name == END_CALL and spec is not None:
             await self._begin_goodbye(event)
             return
         task = asyncio.create_task(self._run(event))
-        self.running[event.call_id] = (task, bool(spec and spec.cancellable))
+        self.running[event.call_id] = (task, event.name, bool(spec and spec.cancellable))
         task.add_done_callback(lambda _t, cid=event.call_id: self.running.pop(cid, None))
         self._arm_filler()
 
@@ -275,7 +272,9 @@ class ToolCoordinator:
                 heard = sum(t.audio_end_ms for t in hit)
                 sent = sum(round(self.ledger.sent_ms(item)) for item in answer.items)
                 self._close_answer(response_id, "interrupted", heard_ms=heard, sent_ms=sent)
-        for task, cancellable in list(self.running.values()):
+        for call_id, (task, name, cancellable) in list(self.running.items()):
+            # The caller talked while the tool ran: its answer will come to a changed moment.
+            self._audit(call_id, name, "interrupted", during="tool_run", cancelled=cancellable)
             if cancellable:
                 task.cancel()
 
@@ -320,7 +319,7 @@ class ToolCoordinator:
         await self.hang_up("agent_hangup")
 
     async def close(self) -> None:
-        tasks = [task for task, _ in self.running.values()]
+        tasks = [task for task, _, _ in self.running.values()]
         if self.filler_task is not None:
             tasks.append(self.filler_task)
         for task in tasks:
