@@ -94,6 +94,21 @@ def realtime_server(
     serve_realtime(host, port, api_key=api_key)
 
 
+hotline = typer.Typer(help="The order-status hotline.", no_args_is_help=True)
+app.add_typer(hotline, name="hotline")
+
+
+@hotline.command("seed")
+def hotline_seed() -> None:
+    """Load the order fixture into Redis (REDIS_URL, REDIS_KEY_PREFIX); idempotent."""
+    from service.agent.hotline.orders import hotline_seed_main
+
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
+    count = asyncio.run(hotline_seed_main(settings.redis_url or None, settings.redis_key_prefix))
+    typer.echo(f"seeded {count} orders")
+
+
 @app.command()
 def demo(
     seconds: Annotated[float, typer.Option(help="Length of the demo call.")] = 4.0,

@@ -20,7 +20,8 @@ import uvicorn
 
 from service.app import Services, create_app
 from service.logging import configure_logging
-from service.realtime.local.script import Script, Turn
+from service.realtime.local.hotline_script import HotlineScript
+from service.realtime.local.script import ResponseRequest, Script, Turn
 from service.realtime.local.server import LocalRealtimeServer
 from service.realtime.local.voice import SyntheticVoice
 from service.settings import Settings
@@ -42,6 +43,15 @@ DEMO_SCRIPT = Script(
         Turn(text="Sorry, go ahead.", duration_ms=1200),
     ),
 )
+
+
+class DemoHotlineScript(HotlineScript):
+    """The caller's first question goes through the tools; later turns get a short reply."""
+
+    def caller_turn(self, request: ResponseRequest) -> Turn:
+        if request.index <= 1:
+            return super().caller_turn(request)
+        return Turn(text="Of course. It's coming with UPS. Anything else I can help with?")
 
 
 def free_port() -> int:
@@ -119,7 +129,7 @@ async def converse(
     await phone.wait_for_agent_audio(500, timeout=8)
     await phone.wait_for(lambda p: p.playback.buffered_ms == 0, timeout=8)
     await asyncio.sleep(0.4)
-    speak(1400, "Hi, where is my order?")
+    speak(1600, "Hi, where is my order 4 2 1 7? My ZIP code is 9 4 1 0 7.")
     # Wait for the answer to be well under way, then talk over it.
     await phone.wait_for(lambda p: p.caller_ms_pending == 0, timeout=5)
     played_before = phone.playback.played_ms
@@ -139,7 +149,7 @@ async def run_demo(*, seconds: float = 12.0, record: Path = Path("demo-call.wav"
     async with contextlib.AsyncExitStack() as stack:
         overrides: dict[str, object] = {}
         if base.realtime_backend == "local":
-            model = await stack.enter_async_context(LocalRealtimeServer(DEMO_SCRIPT))
+            model = await stack.enter_async_context(LocalRealtimeServer(DemoHotlineScript()))
             overrides["local_realtime_url"] = model.url
         settings = Settings(
             public_url=f"http://127.0.0.1:{port}", twilio_auth_token=auth_token, **overrides
@@ -150,6 +160,11 @@ async def run_demo(*, seconds: float = 12.0, record: Path = Path("demo-call.wav"
         await services.writer.flush(timeout=5.0)
         call = await services.store.get_call(result.summary.call_sid)
         events = await services.store.get_events(result.summary.call_sid)
+        audit = (
+            await services.audit.call_entries(services.redis, result.summary.call_sid)
+            if services.audit is not None
+            else []
+        )
     print("\n== Softphone ==")
     print(result.summary.to_table())
     print(f"\n== Redis: call {result.summary.call_sid} ==")
@@ -159,5 +174,10 @@ async def run_demo(*, seconds: float = 12.0, record: Path = Path("demo-call.wav"
     for event in events:
         fields = " ".join(f"{k}={v}" for k, v in event.items() if k not in ("id", "type", "at"))
         print(f"  {event.get('at', ''):<26} {event.get('type', ''):<11} {fields}")
+    print("\n== Redis: tool-call audit ==")
+    for entry in audit:
+        skip = ("id", "at", "call_sid", "call_id", "name", "state")
+        fields = " ".join(f"{k}={v}" for k, v in entry.items() if k not in skip)
+        print(f"  {entry.get('at', ''):<26} {entry['name']:<14} {entry['state']:<12} {fields}")
     print(f"\nWhat the caller heard is in {record}.")
     return 0 if call.get("end_reason") else 1
