@@ -278,6 +278,15 @@ class ToolCoordinator:
             if cancellable:
                 task.cancel()
 
+    def withdrawn(self, call_ids: tuple[str, ...]) -> None:
+        """The model cancelled these calls: stop them; their outcome is audited as cancelled."""
+        for call_id in call_ids:
+            entry = self.running.get(call_id)
+            if entry is not None:
+                task, name, _ = entry
+                self._audit(call_id, name, "cancel_requested", by="model")
+                task.cancel()
+
     def _close_answer(self, response_id: str, state: str, *, heard_ms: int, sent_ms: int) -> None:
         answer = self.answers.pop(response_id, None)
         if answer is None:

@@ -32,8 +32,10 @@ from service.realtime.events import (
     ModelEvent,
     ResponseDone,
     ResponseStarted,
+    SessionResumed,
     SpeechStarted,
     SpeechStopped,
+    ToolCallCancelled,
     ToolCallRequested,
     Transcript,
 )
@@ -68,7 +70,15 @@ class ModelSession(Protocol):
     """What the worker needs from a model edge (OpenAI/Azure/local today)."""
 
     @property
-    def audio_format(self) -> ModelAudioFormat: ...
+    def audio_format(self) -> ModelAudioFormat:
+        """What the model's audio arrives in."""
+        ...
+
+    @property
+    def input_format(self) -> ModelAudioFormat:
+        """What the model wants caller audio in."""
+        ...
+
     @property
     def active_response_id(self) -> str | None: ...
     async def open(self, greeting: str | None = None) -> None: ...
@@ -124,6 +134,7 @@ class CallWorker:
         self.ms_in = 0
         self.ms_out = 0.0
         self.barge_ins = 0
+        self.model_reconnects = 0
         self.end_reason: str | None = None
         self.model_ready = False
         self.interrupted_responses: set[str] = set()
@@ -178,9 +189,10 @@ class CallWorker:
             )
             await self._end_call("model_unavailable")
             return
-        fmt = model.audio_format
+        fmt, input_fmt = model.audio_format, model.input_format
+        if input_fmt != ULAW_8K:
+            self._to_model = UlawToPcm(input_fmt.sample_rate)
         if fmt != ULAW_8K:
-            self._to_model = UlawToPcm(fmt.sample_rate)
             self._to_caller = PcmToUlaw(fmt.sample_rate)
         # Frames may keep arriving while the held ones go out: drain until none is left, then
         # switch to direct sends with no await in between, so caller audio stays in order.
@@ -288,6 +300,15 @@ class CallWorker:
                 await self.tool_calls.requested(event)
         elif isinstance(event, ModelError):
             self._model_error(event)
+        elif isinstance(event, ToolCallCancelled):
+            if self.tool_calls is not None:
+                self.tool_calls.withdrawn(event.call_ids)
+        elif isinstance(event, SessionResumed):
+            log.info("model session resumed", reason=event.reason, gap_ms=event.gap_ms)
+            self.model_reconnects += 1
+            self.store.append_event(
+                self.call_sid, "model_reconnected", reason=event.reason, gap_ms=event.gap_ms
+            )
         elif isinstance(event, ModelClosed):
             log.warning("model session closed mid-call", reason=event.reason)
             self.store.append_event(
@@ -405,6 +426,7 @@ class CallWorker:
             caller_audio_ms=self.ms_in,
             agent_audio_ms=round(self.ms_out),
             barge_ins=self.barge_ins,
+            model_reconnects=self.model_reconnects,
         )
         self.store.call_ended(self.call_sid, end_reason=reason)
         if self.tool_calls is not None and self.tool_calls.audit is not None:

@@ -145,6 +145,11 @@ class RealtimeConnection:
         return self.protocol.audio_format
 
     @property
+    def input_format(self) -> ModelAudioFormat:
+        # B.1: OpenAI takes the same format both ways (24 kHz PCM16 or μ-law).
+        return self.protocol.audio_format
+
+    @property
     def active_response_id(self) -> str | None:
         return self.protocol.active_response_id
 

@@ -112,6 +112,21 @@ class ModelClosed:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class ToolCallCancelled:
+    """The model withdrew tool calls it had requested (Gemini ``toolCallCancellation``)."""
+
+    call_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionResumed:
+    """The edge reconnected to the model without ending the phone call (e.g. ``goAway``)."""
+
+    reason: str
+    gap_ms: int = 0
+
+
 ModelEvent = (
     SessionReady
     | AgentAudio
@@ -124,4 +139,6 @@ ModelEvent = (
     | ItemTruncated
     | ModelError
     | ModelClosed
+    | ToolCallCancelled
+    | SessionResumed
 )
