@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import structlog
+from prometheus_client import CONTENT_TYPE_LATEST
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -23,6 +24,7 @@ from service.calls.registry import CallRegistry
 from service.calls.timing import ServiceTimings
 from service.calls.worker import CallWorker
 from service.logging import redact_secrets
+from service.metrics import Metrics
 from service.realtime.backends import model_secrets
 from service.realtime.prewarm import PrewarmedSessions
 from service.settings import Settings
@@ -51,6 +53,7 @@ class Services:
     signatures: SignatureChecker
     tokens: StreamTokens
     calls: CallRegistry[CallWorker] = field(default_factory=CallRegistry)
+    metrics: Metrics = field(default_factory=Metrics)
     timings: ServiceTimings = field(default_factory=ServiceTimings)
     prewarmed: PrewarmedSessions = field(default_factory=PrewarmedSessions)
     profiles: Profiles = field(default_factory=Profiles)
@@ -74,8 +77,12 @@ def build_services(settings: Settings) -> Services:
     store = CallStore(
         redis, writer, prefix=settings.redis_key_prefix, ttl_seconds=settings.call_ttl_seconds
     )
+    metrics = Metrics()
+    metrics.watch_store(writer.stats)
     return Services(
         settings=settings,
+        metrics=metrics,
+        timings=ServiceTimings(metrics=metrics),
         redis=redis,
         embedded_redis=embedded,
         writer=writer,
@@ -113,6 +120,21 @@ async def healthz(request: Request) -> Response:
             "draining": services.draining,
         }
     )
+
+
+async def readyz(request: Request) -> Response:
+    """Ready for new calls: Redis reachable and not draining (load balancers route on this)."""
+    services: Services = request.app.state.services
+    redis_up = await services.store.ping()
+    ready = redis_up and not services.draining
+    body = {"ready": ready, "redis": "up" if redis_up else "down", "draining": services.draining}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+async def metrics(request: Request) -> Response:
+    services: Services = request.app.state.services
+    services.metrics.active_calls.set(len(services.calls))
+    return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def stats(request: Request) -> Response:
@@ -185,6 +207,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         Route("/stats", stats, methods=["GET"]),
         Route("/calls/{call_sid}", get_call, methods=["GET"]),
         Route("/twilio/voice", voice_webhook, methods=["POST"]),

@@ -7,19 +7,32 @@ samples ≈ 800 KB per series), so memory is fixed however many calls pass throu
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service.metrics import Metrics
 
 __all__ = ["LatencySeries", "ServiceTimings"]
 
 
 class LatencySeries:
-    def __init__(self, capacity: int = 100_000) -> None:
+    """Exact recent percentiles for /stats and the benches; ``observe`` also feeds a
+    Prometheus histogram (bucketed, for alerting) when given."""
+
+    def __init__(
+        self, capacity: int = 100_000, observe: Callable[[float], None] | None = None
+    ) -> None:
         self._values = array("d", bytes(8 * capacity))
         self._capacity = capacity
+        self._observe = observe
         self.count = 0
 
     def add(self, seconds: float) -> None:
         self._values[self.count % self._capacity] = seconds
         self.count += 1
+        if self._observe is not None:
+            self._observe(seconds)
 
     def snapshot(self) -> list[float]:
         return sorted(self._values[: min(self.count, self._capacity)])
@@ -38,9 +51,13 @@ class LatencySeries:
 class ServiceTimings:
     """Where time goes inside the service (from a frame's arrival to our send completing)."""
 
-    def __init__(self, capacity: int = 100_000) -> None:
-        self.caller_to_model = LatencySeries(capacity)
-        self.model_to_caller = LatencySeries(capacity)
+    def __init__(self, capacity: int = 100_000, metrics: Metrics | None = None) -> None:
+        self.caller_to_model = LatencySeries(
+            capacity, metrics.caller_to_model.observe if metrics else None
+        )
+        self.model_to_caller = LatencySeries(
+            capacity, metrics.model_to_caller.observe if metrics else None
+        )
         self.barge_in_to_clear = LatencySeries(capacity)
 
     def summary(self) -> dict[str, dict[str, float | int]]:

@@ -43,7 +43,8 @@ from service.calls.playback import PlaybackLedger, Truncation
 from service.realtime.events import AgentAudio, ResponseDone, ResponseStarted, ToolCallRequested
 
 if TYPE_CHECKING:
-    from service.calls.worker import ModelSession
+    from service.metrics import Metrics
+    from service.realtime.session import ModelSession
     from service.store.audit import ToolAudit
 
 __all__ = ["ToolCoordinator"]
@@ -76,6 +77,7 @@ class ToolCoordinator:
         model: ModelSession,
         ledger: PlaybackLedger,
         audit: ToolAudit | None,
+        metrics: Metrics | None = None,
         filler_ms: int = 700,
         hang_up: Callable[[str], Awaitable[None]],
         clock: Callable[[], float] = time.monotonic,
@@ -86,6 +88,7 @@ class ToolCoordinator:
         self.model = model
         self.ledger = ledger
         self.audit = audit
+        self.metrics = metrics
         self.filler_ms = filler_ms
         self.hang_up = hang_up
         self.clock = clock
@@ -147,6 +150,9 @@ class ToolCoordinator:
                 error="cancelled by barge-in",
                 duration_ms=(self.clock() - started) * 1000,
             )
+        if self.metrics is not None:
+            self.metrics.tool_calls.labels(event.name, outcome.status).inc()
+            self.metrics.tool_latency.labels(event.name).observe(outcome.duration_ms / 1000)
         result = outcome.result
         if spec is not None and result is not None:
             result = redact(result, spec.sensitive)

@@ -12,21 +12,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable
 
 import structlog
 
 from service.agent.tools import ToolContext, ToolRegistry
 from service.audio.transcode import PcmToUlaw, UlawToPcm
+from service.calls.dtmf import DtmfCollector
+from service.calls.ear import EarLatency
 from service.calls.playback import PlaybackLedger
 from service.calls.timing import ServiceTimings
 from service.calls.tool_calls import ToolCoordinator
+from service.metrics import Metrics
 from service.realtime.events import (
     ULAW_8K,
     AgentAudio,
     ItemTruncated,
-    ModelAudioFormat,
     ModelClosed,
     ModelError,
     ModelEvent,
@@ -39,6 +40,7 @@ from service.realtime.events import (
     ToolCallRequested,
     Transcript,
 )
+from service.realtime.session import ModelSession
 from service.store.audit import ToolAudit
 from service.store.calls import CallStore
 from service.telephony.events import (
@@ -66,34 +68,6 @@ BENIGN_MODEL_ERRORS = frozenset({"response_cancel_not_active", "invalid_value"})
 MAX_EARLY_AUDIO_FRAMES = 100  # 2 s of 20 ms frames, 16 KB at most
 
 
-class ModelSession(Protocol):
-    """What the worker needs from a model edge (OpenAI/Azure/local today)."""
-
-    @property
-    def audio_format(self) -> ModelAudioFormat:
-        """What the model's audio arrives in."""
-        ...
-
-    @property
-    def input_format(self) -> ModelAudioFormat:
-        """What the model wants caller audio in."""
-        ...
-
-    @property
-    def active_response_id(self) -> str | None: ...
-    async def open(self, greeting: str | None = None) -> None: ...
-    def events(self) -> AsyncIterator[ModelEvent]: ...
-    async def send_audio(self, audio: bytes) -> bool: ...
-    async def create_response(
-        self, instructions: str | None = None, *, purpose: str = "", out_of_band: bool = False
-    ) -> bool: ...
-    async def send_user_text(self, text: str) -> bool: ...
-    async def truncate(self, item_id: str, audio_end_ms: int) -> bool: ...
-    async def cancel_response(self) -> bool: ...
-    async def function_output(self, call_id: str, output: str) -> bool: ...
-    async def close(self) -> None: ...
-
-
 class CallWorker:
     """Owns one call from ``start`` to its end.
 
@@ -114,6 +88,7 @@ class CallWorker:
         greeting: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         timings: ServiceTimings | None = None,
+        metrics: Metrics | None = None,
         tools: ToolRegistry | None = None,
         tool_context: ToolContext | None = None,
         audit: ToolAudit | None = None,
@@ -129,6 +104,8 @@ class CallWorker:
         self.greeting = greeting
         self.clock = clock
         self.timings = timings or ServiceTimings(capacity=1)
+        self.metrics = metrics or Metrics()
+        self.ear = EarLatency()
         self.ledger = PlaybackLedger()
         self.frames_in = 0
         self.ms_in = 0
@@ -143,8 +120,7 @@ class CallWorker:
         self._to_model: UlawToPcm | None = None
         self._to_caller: PcmToUlaw | None = None
         self.dtmf_pause_ms = dtmf_pause_ms
-        self._digits: list[str] = []
-        self._dtmf_timer: asyncio.TimerHandle | None = None
+        self.dtmf = DtmfCollector(dtmf_pause_ms / 1000, self._send_digits)
         self.tool_calls = (
             ToolCoordinator(
                 call_sid=self.call_sid,
@@ -153,6 +129,7 @@ class CallWorker:
                 model=model,
                 ledger=self.ledger,
                 audit=audit,
+                metrics=self.metrics,
                 filler_ms=filler_ms,
                 hang_up=self._end_call,
                 clock=clock,
@@ -211,8 +188,7 @@ class CallWorker:
             await self._end_call("internal_error")
 
     async def close(self) -> None:
-        if self._dtmf_timer is not None:
-            self._dtmf_timer.cancel()
+        self.dtmf.close()
         if self.tool_calls is not None:
             await self.tool_calls.close()
         for task in self._tasks:
@@ -250,12 +226,17 @@ class CallWorker:
             elif len(self._early_audio) < MAX_EARLY_AUDIO_FRAMES:
                 self._early_audio.append(event.ulaw)
         elif isinstance(event, MarkPlayed):
-            if self.ledger.mark_played(event.name, self.clock()) and self.tool_calls:
-                self.tool_calls.check_heard()
+            now = self.clock()
+            if self.ledger.mark_played(event.name, now):
+                if self.tool_calls is not None:
+                    self.tool_calls.check_heard()
+                if (heard := self.ear.mark_played(event.name, now)) is not None:
+                    self.metrics.ear_latency.observe(heard[0])
+                    self.metrics.ear_latency_service.observe(heard[1])
         elif isinstance(event, DtmfReceived):
             log.info("dtmf", digit=event.digit)
             self.store.append_event(self.call_sid, "dtmf", digit=event.digit)
-            await self._collect_digit(event.digit)
+            await self.dtmf.add(event.digit)
         elif isinstance(event, CallEnded):
             self.end_reason = self.end_reason or "caller_hangup"
 
@@ -267,7 +248,7 @@ class CallWorker:
         elif isinstance(event, SpeechStarted):
             await self._barge_in(event)
         elif isinstance(event, SpeechStopped):
-            pass
+            self.ear.speech_stopped(self.clock())
         elif isinstance(event, ResponseStarted):
             if self.tool_calls is not None:
                 await self.tool_calls.response_started(event)
@@ -292,6 +273,7 @@ class CallWorker:
                     text=event.text,
                 )
         elif isinstance(event, ItemTruncated):
+            self.metrics.truncations.labels("confirmed").inc()
             self.store.append_event(
                 self.call_sid, "truncated", item_id=event.item_id, audio_end_ms=event.audio_end_ms
             )
@@ -306,6 +288,7 @@ class CallWorker:
         elif isinstance(event, SessionResumed):
             log.info("model session resumed", reason=event.reason, gap_ms=event.gap_ms)
             self.model_reconnects += 1
+            self.metrics.model_reconnects.inc()
             self.store.append_event(
                 self.call_sid, "model_reconnected", reason=event.reason, gap_ms=event.gap_ms
             )
@@ -332,8 +315,11 @@ class CallWorker:
         self.ms_out += duration_ms
         await self.send(PlayAudio(ulaw))
         await self.send(PlaceMark(mark))
+        self.metrics.frames_out.inc()
         if event.received_at:
-            self.timings.model_to_caller.add(time.perf_counter() - event.received_at)
+            inside = time.perf_counter() - event.received_at
+            self.timings.model_to_caller.add(inside)
+            self.ear.chunk_sent(mark, inside)
 
     async def _barge_in(self, event: SpeechStarted) -> None:
         assert self.model is not None
@@ -344,6 +330,7 @@ class CallWorker:
                 self.tool_calls.barge_in([])  # talking while a tool runs still counts
             return  # the caller simply took their turn
         self.barge_ins += 1
+        self.metrics.barge_ins.inc()
         if self.ledger.playing:
             await self.send(ClearPlayback())
             if event.received_at:
@@ -358,7 +345,8 @@ class CallWorker:
             # The resampler's history belongs to audio the caller will never hear.
             self._to_caller = PcmToUlaw(self.model.audio_format.sample_rate)
         for cut in truncations:
-            await self.model.truncate(cut.item_id, cut.audio_end_ms)
+            sent = await self.model.truncate(cut.item_id, cut.audio_end_ms)
+            self.metrics.truncations.labels("sent" if sent else "unsupported").inc()
             self.store.append_event(
                 self.call_sid,
                 "barge_in",
@@ -379,24 +367,8 @@ class CallWorker:
             )
         log.info("barge-in", truncations=len(truncations), response_active=active is not None)
 
-    async def _collect_digit(self, digit: str) -> None:
-        """DTMF reaches the model as text: digits gathered until ``#`` or a pause."""
-        self._digits.append(digit)
-        if self._dtmf_timer is not None:
-            self._dtmf_timer.cancel()
-            self._dtmf_timer = None
-        if digit == "#":
-            await self._send_digits()
-        else:
-            loop = asyncio.get_running_loop()
-            self._dtmf_timer = loop.call_later(
-                self.dtmf_pause_ms / 1000,
-                lambda: self._tasks.append(loop.create_task(self._send_digits())),
-            )
-
-    async def _send_digits(self) -> None:
-        digits, self._digits = self._digits, []
-        if not digits or self.tool_calls is None:
+    async def _send_digits(self, digits: list[str]) -> None:
+        if self.tool_calls is None:
             return
         self.tool_calls.queue_text(f"The caller pressed {' '.join(digits)} on the keypad.")
         await self.tool_calls.flush()
@@ -405,6 +377,9 @@ class CallWorker:
         if event.code == "conversation_already_has_active_response" and self.tool_calls:
             self.tool_calls.response_create_failed()
         benign = event.code in BENIGN_MODEL_ERRORS
+        self.metrics.model_errors.labels(event.code).inc()
+        if event.code == "invalid_value" and "shorter than" in event.message:
+            self.metrics.truncations.labels("error").inc()
         (log.info if benign else log.warning)(
             "model error", code=event.code, message=event.message, benign=benign
         )
@@ -429,6 +404,7 @@ class CallWorker:
             model_reconnects=self.model_reconnects,
         )
         self.store.call_ended(self.call_sid, end_reason=reason)
+        self.metrics.calls.labels(reason).inc()
         if self.tool_calls is not None and self.tool_calls.audit is not None:
             self.tool_calls.audit.call_ended(self.call_sid)
         log.info(

@@ -175,6 +175,7 @@ class _MediaSession:
                 services=services,
             ),
             audit=services.audit,
+            metrics=services.metrics,
             filler_ms=settings.tool_filler_ms,
             dtmf_pause_ms=settings.dtmf_pause_ms,
         )
@@ -188,6 +189,7 @@ class _MediaSession:
         assert self.worker is not None
         worker = self.worker
         timings = self.services.timings.caller_to_model
+        frames_in = self.services.metrics.frames_in
         while True:
             frame = await self._receive()
             if frame is None:
@@ -197,6 +199,7 @@ class _MediaSession:
             if event is None:
                 continue
             if isinstance(event, CallerAudio):
+                frames_in.inc()
                 await worker.on_event(event)
                 if worker.model_ready:
                     timings.add(time.perf_counter() - arrived)
