@@ -65,8 +65,9 @@ TWIML_MAX_CHARS = 4000
 TRANSFER_SAY = "Transferring you now."
 _HUMAN_ALIASES = frozenset({"", "human", "agent", "person", "operator", "representative"})
 _E164 = re.compile(r"\+[1-9]\d{7,14}")  # "+" then 8–15 digits, no leading zero
-_SIP_URI = re.compile(r"sip:[^\s@<>\"']+@[A-Za-z0-9.-]+(?::\d{1,5})?(?:;[^\s<>\"']*)?",
-                      re.IGNORECASE)
+_SIP_URI = re.compile(
+    r"sip:[^\s@<>\"']+@[A-Za-z0-9.-]+(?::\d{1,5})?(?:;[^\s<>\"']*)?", re.IGNORECASE
+)
 _PHONE_PUNCTUATION = re.compile(r"[\s().-]")
 
 
@@ -162,14 +163,18 @@ class TwilioCalls:
         """Replace the call's running TwiML with ``twiml`` (ends the media stream, keeps the
         call). Raises :class:`CallNotActiveError` if the call has ended."""
         if len(twiml) > TWIML_MAX_CHARS:
-            raise ValueError(f"TwiML is {len(twiml)} chars; Twilio takes at most "
-                             f"{TWIML_MAX_CHARS}")
+            raise ValueError(f"TwiML is {len(twiml)} chars; Twilio takes at most {TWIML_MAX_CHARS}")
         try:
             call = await self._update("redirect", call_sid, twiml=twiml)
         except TelephonyError as exc:
             if exc.code in ALREADY_ENDED_CODES or exc.status == 404:
-                raise CallNotActiveError(exc.message, operation="redirect", call_sid=call_sid,
-                                         status=exc.status, code=exc.code) from exc
+                raise CallNotActiveError(
+                    exc.message,
+                    operation="redirect",
+                    call_sid=call_sid,
+                    status=exc.status,
+                    code=exc.code,
+                ) from exc
             raise
         return {"call_sid": call_sid, "status": call.status}
 
@@ -197,20 +202,33 @@ class TwilioCalls:
             async with asyncio.timeout(self._timeout):
                 return await context.update_async(**params)
         except TwilioRestException as exc:
-            raise TelephonyError(_rest_message(exc), operation=operation, call_sid=call_sid,
-                                 status=exc.status, code=_int_or_none(exc.code)) from exc
+            raise TelephonyError(
+                _rest_message(exc),
+                operation=operation,
+                call_sid=call_sid,
+                status=exc.status,
+                code=_int_or_none(exc.code),
+            ) from exc
         except TwilioServiceException as exc:
-            raise TelephonyError(exc.detail or exc.title, operation=operation,
-                                 call_sid=call_sid, status=exc.status, code=exc.code) from exc
+            raise TelephonyError(
+                exc.detail or exc.title,
+                operation=operation,
+                call_sid=call_sid,
+                status=exc.status,
+                code=exc.code,
+            ) from exc
         except TimeoutError as exc:
-            raise TelephonyError(f"no reply within {self._timeout:g} s", operation=operation,
-                                 call_sid=call_sid) from exc
+            raise TelephonyError(
+                f"no reply within {self._timeout:g} s", operation=operation, call_sid=call_sid
+            ) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise TelephonyError(f"network error: {exc!r}", operation=operation,
-                                 call_sid=call_sid) from exc
+            raise TelephonyError(
+                f"network error: {exc!r}", operation=operation, call_sid=call_sid
+            ) from exc
         except (TwilioException, ValueError) as exc:  # e.g. a non-JSON 2xx body
-            raise TelephonyError(f"bad reply: {exc!r}", operation=operation,
-                                 call_sid=call_sid) from exc
+            raise TelephonyError(
+                f"bad reply: {exc!r}", operation=operation, call_sid=call_sid
+            ) from exc
 
 
 def _rest_message(exc: TwilioRestException) -> str:
@@ -295,8 +313,9 @@ class TelephonyContext(Protocol):
 def _calls(ctx: TelephonyContext) -> TwilioCalls:
     calls = getattr(ctx.services, "twilio_calls", None)
     if calls is None:
-        raise TelephonyError("Twilio REST credentials are not configured",
-                             operation="tool", call_sid=ctx.call_sid)
+        raise TelephonyError(
+            "Twilio REST credentials are not configured", operation="tool", call_sid=ctx.call_sid
+        )
     return calls
 
 

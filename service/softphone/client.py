@@ -281,8 +281,9 @@ class CallSummary:
         if self.ms_overflow:
             lines.append(row("playback overflow", f"{self.ms_overflow:.0f} ms dropped"))
         if self.invalid_messages:
-            lines.append(row("INVALID from server", f"{self.invalid_messages} "
-                             f"{dict(self.invalid_reasons)}"))
+            lines.append(
+                row("INVALID from server", f"{self.invalid_messages} {dict(self.invalid_reasons)}")
+            )
         lines.extend(row("TwiML warning", w) for w in self.twiml_warnings)
         if self.status_callback_code is not None:
             lines.append(row("status callback", f"HTTP {self.status_callback_code}"))
@@ -557,7 +558,9 @@ class Softphone:
     # A mandatory ``timeout`` argument (rather than the caller's own asyncio.timeout) is on
     # purpose: every wait in a scripted call must be bounded.
     async def wait_for(
-        self, predicate: Callable[[Softphone], bool], timeout: float  # noqa: ASYNC109
+        self,
+        predicate: Callable[[Softphone], bool],
+        timeout: float,  # noqa: ASYNC109
     ) -> None:
         """Wait until ``predicate(self)`` is true; re-checked on every state change.
 

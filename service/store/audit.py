@@ -98,8 +98,9 @@ class ToolAudit:
         if call_ttl_seconds < 1 or live_ttl_seconds < 1:
             raise ValueError("TTLs must be positive")
         if global_maxlen < 1 or call_maxlen < 1 or max_value_chars < 16:
-            raise ValueError("global_maxlen and call_maxlen must be positive, "
-                             "max_value_chars at least 16")
+            raise ValueError(
+                "global_maxlen and call_maxlen must be positive, max_value_chars at least 16"
+            )
         self.keys = CallKeys(prefix)  # validates the prefix (no braces) like the call keys
         self.global_key = f"{prefix}audit:tools"
         self._writer = writer
@@ -146,8 +147,7 @@ class ToolAudit:
                 entry[field] = REDACTED
                 continue
             entry[field] = self._flat(value, secret)
-        entry.update(at=utc_now_iso(), call_sid=call_sid, call_id=call_id, name=name,
-                     state=state)
+        entry.update(at=utc_now_iso(), call_sid=call_sid, call_id=call_id, name=name, state=state)
         ended = call_sid in self._ended
 
         def build(pipe: Pipeline) -> None:
