@@ -27,7 +27,8 @@ def uvicorn_config(settings: Settings, *, host: str, port: int) -> uvicorn.Confi
         ws_per_message_deflate=False,
         ws_max_size=1 << 20,
         lifespan="on",
-        timeout_graceful_shutdown=30,
+        # After our own drain (service/drain.py) anything left is a straggler.
+        timeout_graceful_shutdown=5,
     )
 
 
@@ -39,8 +40,10 @@ def serve(
     """Run the service (uvicorn)."""
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level)
+    from service.drain import DrainingServer
+
     config = uvicorn_config(settings, host=host or settings.host, port=port or settings.port)
-    uvicorn.Server(config).run()
+    DrainingServer(config, drain_timeout=settings.drain_timeout_seconds).run()
 
 
 @app.command()

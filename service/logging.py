@@ -23,6 +23,18 @@ _SECRET_KEY = re.compile(
 )
 
 
+# Credentials inside free text, e.g. the HTTP header dumps that uvicorn/websockets write at
+# debug level ("< x-twilio-signature: …"), or a key in a URL query.
+_SECRET_IN_TEXT = re.compile(
+    r"(?i)((?:x-twilio-signature|authorization|api-key|x-api-key|cookie)\s*[:=]\s*)"
+    r"(?:bearer\s+|basic\s+)?[^\s\"',;]+|([?&](?:key|token|api_key)=)[^&\s\"']+"
+)
+
+
+def _mask_text(text: str) -> str:
+    return _SECRET_IN_TEXT.sub(lambda m: (m.group(1) or m.group(2)) + REDACTED, text)
+
+
 class SecretRedactor:
     """A structlog processor: masks secret-named fields and any known secret value anywhere."""
 
@@ -35,7 +47,7 @@ class SecretRedactor:
             for secret in self.secrets:
                 if secret in value:
                     value = value.replace(secret, REDACTED)
-            return value
+            return _mask_text(value)
         if isinstance(value, dict):
             return {k: self._field(k, v) for k, v in value.items()}
         if isinstance(value, list | tuple):

@@ -77,6 +77,7 @@ class Settings(BaseSettings):
 
     # --- Operations -------------------------------------------------------------------------
     drain_fallback_number: str = Field("", description="Where new calls go while draining.")
+    drain_timeout_seconds: float = 30.0
 
     # --- Logs ------------------------------------------------------------------------------
     log_format: Literal["json", "console"] = "console"

@@ -103,6 +103,7 @@ class ToolCoordinator:
         self.response_requested = False
         self.goodbye_call: tuple[str, str] | None = None
         self.goodbye_response: str | None = None
+        self.farewell_reason: str | None = None
         self.retry_purpose: str | None = None
         self.filler_task: asyncio.Task[None] | None = None
         self._drained = asyncio.Event()  # set when the carrier has played all we sent
@@ -318,7 +319,9 @@ class ToolCoordinator:
                 await asyncio.wait_for(self._drained.wait(), limit_s)
             except TimeoutError:
                 log.warning("goodbye still playing after the limit; hanging up", limit_s=limit_s)
-        assert self.goodbye_call is not None
+        if self.goodbye_call is None:  # a farewell the service asked for (e.g. draining)
+            await self.hang_up(self.farewell_reason or "agent_hangup")
+            return
         call_id, name = self.goodbye_call
         spec = self.registry.get(name)
         outcome = await run_tool(spec, "{}", self.ctx)
@@ -332,6 +335,15 @@ class ToolCoordinator:
             duration_ms=round(outcome.duration_ms, 1),
         )
         await self.hang_up("agent_hangup")
+
+    async def farewell(self, reason: str, instructions: str) -> None:
+        """The service ends the call: stop what is being said, say goodbye, then hang up."""
+        self.farewell_reason = reason
+        if self.model.active_response_id is not None:
+            await self.model.cancel_response()
+        self.response_requested = True
+        self.requested_answer = None
+        await self.model.create_response(instructions, purpose="goodbye")
 
     async def close(self) -> None:
         tasks = [task for task, _, _ in self.running.values()]

@@ -64,6 +64,11 @@ log = structlog.get_logger(__name__)
 
 # Errors the protocol itself calls benign races (protocols.md B.4, F.6): logged, not alarming.
 BENIGN_MODEL_ERRORS = frozenset({"response_cancel_not_active", "invalid_value"})
+HANGUP_AT_CARRIER = frozenset({"drain_timeout"})
+DRAIN_GOODBYE = (
+    "We have to end this call now for maintenance. Apologise briefly, say the caller can "
+    "call back in a minute, and say goodbye. Keep it to one or two short sentences."
+)
 # Caller audio held while the model session opens (the greeting is being prepared).
 MAX_EARLY_AUDIO_FRAMES = 100  # 2 s of 20 ms frames, 16 KB at most
 
@@ -112,6 +117,7 @@ class CallWorker:
         self.ms_out = 0.0
         self.barge_ins = 0
         self.model_reconnects = 0
+        self._hung_up = asyncio.Event()
         self.end_reason: str | None = None
         self.model_ready = False
         self.interrupted_responses: set[str] = set()
@@ -204,10 +210,41 @@ class CallWorker:
             except Exception:
                 log.warning("model close failed", exc_info=True)
 
+    async def end_politely(self, reason: str, *, limit_s: float = 8.0) -> None:
+        """End the call from our side (draining): a goodbye if the model is up, then hang up.
+
+        Bounded: whatever the model does, the call is over after ``limit_s``.
+        """
+        if self.tool_calls is not None and self.model_ready:
+            await self.tool_calls.farewell(reason, DRAIN_GOODBYE)
+            try:
+                async with asyncio.timeout(limit_s):
+                    await self._hung_up.wait()
+                return
+            except TimeoutError:
+                log.warning("goodbye did not finish in time; hanging up", limit_s=limit_s)
+        await self._end_call(reason)
+
     async def _end_call(self, reason: str) -> None:
         if self.end_reason is None:
             self.end_reason = reason
+        await self._hang_up_at_carrier()
+        self._hung_up.set()
         await self.send(HangUp(reason))
+
+    async def _hang_up_at_carrier(self) -> None:
+        """Closing our socket alone would make Twilio play the fallback after </Connect>: when
+        the REST API is configured, end the call there first (A.5)."""
+        services = self.tool_calls.ctx.services if self.tool_calls is not None else None
+        calls = getattr(services, "twilio_calls", None)
+        # Only when we end a healthy call: after a model failure the apology after </Connect>
+        # is what the caller should hear, and end_call has already hung up by REST.
+        if calls is None or self.end_reason not in HANGUP_AT_CARRIER:
+            return
+        try:
+            await calls.hang_up(self.call_sid)
+        except Exception as exc:
+            log.warning("REST hang-up failed; closing the stream instead", error=str(exc))
 
     # --- caller side ------------------------------------------------------------------------
 

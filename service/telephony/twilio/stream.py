@@ -87,10 +87,7 @@ class _MediaSession:
             started = await self._wait_for_start()
             if started is None:
                 return
-            with structlog.contextvars.bound_contextvars(
-                call_sid=started.call_sid, stream_sid=started.stream_sid
-            ):
-                end_reason = await self._run_call(started)
+            end_reason = await self._run_call(started)
         except Exception:
             # No exception escapes a call: it ends with a reason instead.
             log.exception("media stream failed")
@@ -181,8 +178,16 @@ class _MediaSession:
         )
         self.services.calls.add(started.call_sid, worker)
         self.worker = worker
+        # Bound for this connection's task and every task it starts (contextvars are copied
+        # at task creation), so each line of the call carries them.
+        structlog.contextvars.bind_contextvars(
+            call_sid=started.call_sid,
+            stream_sid=started.stream_sid,
+            backend=worker.backend,
+            profile=profile.name,
+        )
         worker.start()
-        log.info("call started", call_sid=started.call_sid, stream_sid=started.stream_sid)
+        log.info("call started")
         return started
 
     async def _run_call(self, started: CallStarted) -> str:
