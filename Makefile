@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo serve test lint bench clean
+.PHONY: install demo serve test lint bench clean validate-deploy
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ test: install  ## Lint, then every test (they start their own redis-server on lo
 	bash .ci/ensure-redis
 	$(VENV)/bin/ruff check service tests bench
 	$(PY) -m pytest
+
+validate-deploy:  ## Offline checks of deploy/Dockerfile, docker-compose.yml, deploy/k8s/
+	bash .ci/validate-deploy
 
 bench: install
 	$(PY) bench/resampler.py
