@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     store_max_pending: int = 10_000
 
     # --- Realtime model ---------------------------------------------------------------------
-    realtime_backend: Literal["openai", "azure", "local", "none"] = Field(
+    realtime_backend: Literal["openai", "azure", "gemini", "local", "none"] = Field(
         "local", description="none: no model (a silent agent; for carrier-only testing)."
     )
     openai_api_key: SecretStr = SecretStr("")
@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     azure_openai_endpoint: str = ""
     azure_openai_api_key: SecretStr = SecretStr("")
     azure_openai_deployment: str = ""
+    gemini_api_key: SecretStr = SecretStr("")
+    # Empty: Google's public BidiGenerateContent endpoint (protocols.md D.1).
+    gemini_live_url: str = ""
+    gemini_model: str = ""
+    gemini_voice: str = Field("", description="Empty: the profile's voice, mapped to Gemini's.")
+    # 8 kHz as declared: the phone band holds nothing above 3.4 kHz (see realtime/gemini.py).
+    gemini_input_rate: Literal[8000, 16000] = 8000
     audio_mode: Literal["transcode", "passthrough"] = "transcode"
     # Override the default agent profile's fields when set (AGENT_PROFILES holds the rest).
     agent_instructions: str = ""

@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 # Must match ``Settings.realtime_backend``: a profile naming another backend fails at load.
-KNOWN_BACKENDS = frozenset({"openai", "azure", "local", "none"})
+KNOWN_BACKENDS = frozenset({"openai", "azure", "gemini", "local", "none"})
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,8 @@ from service.realtime.events import (
     ToolCallRequested,
     Transcript,
 )
+from service.realtime.local.vad import EnergyVad
+from service.realtime.local.vad import SpeechStarted as LocalSpeechStarted
 from service.realtime.session import ModelSession
 from service.store.audit import ToolAudit
 from service.store.calls import CallStore
@@ -125,6 +127,7 @@ class CallWorker:
         self._tasks: list[asyncio.Task[None]] = []
         self._to_model: UlawToPcm | None = None
         self._to_caller: PcmToUlaw | None = None
+        self._playback_vad: EnergyVad | None = None
         self.dtmf_pause_ms = dtmf_pause_ms
         self.dtmf = DtmfCollector(dtmf_pause_ms / 1000, self._send_digits)
         self.tool_calls = (
@@ -175,6 +178,8 @@ class CallWorker:
         fmt, input_fmt = model.audio_format, model.input_format
         if input_fmt != ULAW_8K:
             self._to_model = UlawToPcm(input_fmt.sample_rate)
+            if not getattr(model, "detects_speech_during_playback", True):
+                self._playback_vad = EnergyVad(input_fmt.sample_rate)
         if fmt != ULAW_8K:
             self._to_caller = PcmToUlaw(fmt.sample_rate)
         # Frames may keep arriving while the held ones go out: drain until none is left, then
@@ -259,7 +264,10 @@ class CallWorker:
             if self.model is None:
                 return
             if self.model_ready:
-                await self.model.send_audio(self._model_audio(event.ulaw))
+                audio = self._model_audio(event.ulaw)
+                await self.model.send_audio(audio)
+                if self._playback_vad is not None:
+                    await self._watch_playback(audio)
             elif len(self._early_audio) < MAX_EARLY_AUDIO_FRAMES:
                 self._early_audio.append(event.ulaw)
         elif isinstance(event, MarkPlayed):
@@ -357,6 +365,18 @@ class CallWorker:
             inside = time.perf_counter() - event.received_at
             self.timings.model_to_caller.add(inside)
             self.ear.chunk_sent(mark, inside)
+
+    async def _watch_playback(self, pcm: bytes) -> None:
+        """Barge-in for models that only report speech while they generate (Gemini's
+        ``interrupted``): once a reply has been fully sent but still plays at the carrier, our
+        own VAD listens for the caller talking over it."""
+        assert self._playback_vad is not None and self.model is not None
+        if not self.ledger.playing or self.model.active_response_id is not None:
+            self._playback_vad.reset()
+            return
+        if any(isinstance(e, LocalSpeechStarted) for e in self._playback_vad.process(pcm)):
+            self._playback_vad.reset()
+            await self._barge_in(SpeechStarted("", 0, time.perf_counter()))
 
     async def _barge_in(self, event: SpeechStarted) -> None:
         assert self.model is not None

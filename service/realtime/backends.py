@@ -10,6 +10,7 @@ from service.agent.tools import ToolRegistry
 from service.realtime.config import SessionConfig, VadSettings
 from service.realtime.connection import RealtimeConnection
 from service.realtime.openai import OpenAIRealtimeProtocol, realtime_url
+from service.realtime.session import ModelSession
 from service.settings import Settings
 
 __all__ = ["model_secrets", "open_model_session", "session_config"]
@@ -44,12 +45,16 @@ def _azure_url(endpoint: str, deployment: str) -> str:
 
 def open_model_session(
     settings: Settings, profile: AgentProfile, tools: ToolRegistry | None = None
-) -> RealtimeConnection | None:
+) -> ModelSession | None:
     """A not-yet-opened session for one call, or ``None`` for the silent ``none`` backend."""
     backend = profile.backend or settings.realtime_backend
     config = session_config(settings, profile, tools)
     if backend == "none":
         return None
+    if backend == "gemini":
+        from service.realtime.gemini_session import open_gemini_session
+
+        return open_gemini_session(settings, profile, tools)
     if backend == "azure":
         url = _azure_url(settings.azure_openai_endpoint, settings.azure_openai_deployment)
         headers = {"api-key": settings.azure_openai_api_key.get_secret_value()}
@@ -73,4 +78,5 @@ def model_secrets(settings: Settings) -> list[str]:
     return [
         settings.openai_api_key.get_secret_value(),
         settings.azure_openai_api_key.get_secret_value(),
+        settings.gemini_api_key.get_secret_value(),
     ]

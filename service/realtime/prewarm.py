@@ -12,7 +12,7 @@ import asyncio
 
 import structlog
 
-from service.realtime.connection import RealtimeConnection
+from service.realtime.session import ModelSession
 
 __all__ = ["PrewarmedSessions"]
 
@@ -22,12 +22,12 @@ log = structlog.get_logger(__name__)
 class PrewarmedSessions:
     def __init__(self, *, timeout: float = 15.0) -> None:
         self.timeout = timeout
-        self._sessions: dict[str, tuple[RealtimeConnection, asyncio.Event]] = {}
+        self._sessions: dict[str, tuple[ModelSession, asyncio.Event]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.claimed = 0
         self.expired = 0
 
-    def start(self, call_sid: str, session: RealtimeConnection, greeting: str | None) -> None:
+    def start(self, call_sid: str, session: ModelSession, greeting: str | None) -> None:
         if call_sid in self._sessions:
             return  # a retried webhook: keep the session already opening
         claimed = asyncio.Event()
@@ -39,7 +39,7 @@ class PrewarmedSessions:
     async def _hold(
         self,
         call_sid: str,
-        session: RealtimeConnection,
+        session: ModelSession,
         greeting: str | None,
         claimed: asyncio.Event,
     ) -> None:
@@ -56,7 +56,7 @@ class PrewarmedSessions:
                 log.info("pre-warmed session unclaimed; closing", call_sid=call_sid)
                 await session.close()
 
-    def claim(self, call_sid: str) -> RealtimeConnection | None:
+    def claim(self, call_sid: str) -> ModelSession | None:
         entry = self._sessions.pop(call_sid, None)
         if entry is None:
             return None

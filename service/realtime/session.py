@@ -11,7 +11,11 @@ __all__ = ["ModelSession"]
 
 
 class ModelSession(Protocol):
-    """What the worker needs from a model edge (OpenAI, Azure, Gemini, the local engine)."""
+    """What the worker needs from a model edge (OpenAI, Azure, Gemini, the local engine).
+
+    An edge may also set ``detects_speech_during_playback = False`` (Gemini): the worker then
+    runs its own VAD on caller audio while a fully sent reply is still playing.
+    """
 
     @property
     def audio_format(self) -> ModelAudioFormat:
