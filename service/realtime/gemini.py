@@ -61,6 +61,7 @@ from service.realtime.events import (
     Transcript,
 )
 from service.realtime.gemini_setup import build_setup, gemini_voice
+from service.realtime.wire import json_object
 
 __all__ = ["INPUT_RATES", "GeminiLiveProtocol", "function_response_object", "parse_duration_ms"]
 
@@ -237,12 +238,9 @@ class GeminiLiveProtocol:
 
     def receive(self, frame: str | bytes, now: float = 0.0) -> list[ModelEvent]:
         """Parse one server frame, text or binary (D.1: binary frames carry UTF-8 JSON)."""
-        try:
-            message = orjson.loads(frame)
-        except orjson.JSONDecodeError as exc:
-            return [ModelError("malformed_message", str(exc)[:120])]
-        if not isinstance(message, dict):
-            return [ModelError("malformed_message", "not an object")]
+        message = json_object(frame, "malformed_message")
+        if isinstance(message, ModelError):
+            return [message]
         events: list[ModelEvent] = []
         if isinstance(setup := message.get("setupComplete"), dict):
             self.ready = True

@@ -12,8 +12,6 @@ import binascii
 import itertools
 from typing import Any
 
-import orjson
-
 from service.realtime.config import SessionConfig
 from service.realtime.events import (
     PCM16_24K,
@@ -31,6 +29,7 @@ from service.realtime.events import (
     ToolCallRequested,
     Transcript,
 )
+from service.realtime.wire import json_object
 
 __all__ = ["OpenAIRealtimeProtocol", "realtime_url"]
 
@@ -189,12 +188,9 @@ class OpenAIRealtimeProtocol:
 
     def receive(self, frame: str | bytes, now: float = 0.0) -> list[ModelEvent]:
         """Parse one server frame; ``now`` (the caller's clock) stamps audio and speech."""
-        try:
-            event = orjson.loads(frame)
-        except orjson.JSONDecodeError as exc:
-            return [ModelError("malformed_event", str(exc)[:120])]
-        if not isinstance(event, dict):
-            return [ModelError("malformed_event", "not an object")]
+        event = json_object(frame, "malformed_event")
+        if isinstance(event, ModelError):
+            return [event]
         kind = event.get("type")
         if kind == "response.output_audio.delta":
             return self._audio_delta(event, now)
