@@ -64,6 +64,15 @@ class Settings(BaseSettings):
     vad_idle_timeout_ms: int | None = None
     input_transcription_model: str = ""
     model_ready_timeout_seconds: float = 5.0
+
+    # --- The local engine (python -m service realtime-server; service/realtime/local/) ----------
+    local_engine: Literal["", "speech", "synthetic"] = Field(
+        "", description="Empty: speech if the [local] extra is installed, else synthetic."
+    )
+    local_tts: Literal["piper", "espeak"] = "piper"
+    llm_base_url: str = Field("", description="OpenAI-compatible chat completions for replies.")
+    llm_api_key: SecretStr = SecretStr("")
+    llm_model: str = ""
     # The model session opens at the voice webhook; unclaimed by a stream after this, it closes.
     prewarm_timeout_seconds: float = 15.0
 

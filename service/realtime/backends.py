@@ -79,4 +79,5 @@ def model_secrets(settings: Settings) -> list[str]:
         settings.openai_api_key.get_secret_value(),
         settings.azure_openai_api_key.get_secret_value(),
         settings.gemini_api_key.get_secret_value(),
+        settings.llm_api_key.get_secret_value(),
     ]

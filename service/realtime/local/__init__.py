@@ -3,6 +3,10 @@
 It is a second implementation of the public protocol (protocols.md B), not a mock of our
 client: every event it sends validates against the ``openai`` SDK's ``RealtimeServerEvent``
 union, and client events are validated against ``RealtimeClientEvent`` as the real server does.
+
+What it says comes from a :class:`Script` (scripted turns, synthetic audio) or, with the
+``[local]`` extra, from the offline speech engine (:mod:`service.realtime.local.engine`:
+Silero VAD, Whisper STT, an LLM or built-in brain, Piper TTS).
 """
 
 from service.realtime.local.script import ErrorSpec, FunctionCall, ResponseRequest, Script, Turn

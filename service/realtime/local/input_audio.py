@@ -3,7 +3,9 @@ turns, barge-in and ``idle_timeout_ms`` (B.1).
 
 A mixin of :class:`~service.realtime.local.session.RealtimeSession`, split out to keep files
 small. The input clock counts decoded samples (in 1/24000 s ticks, exact for 24 kHz and 8 kHz),
-never wall time. Memory: counters and the VAD's < 1 frame of carry; no audio is kept.
+never wall time. Memory: counters and the VAD's < 1 frame of carry; no audio is kept — except
+by a speech engine session, which keeps the last ``max_turn_s`` of input for transcription
+(:class:`~service.realtime.local.engine.engine.AudioRing`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from service.realtime.local.script import Script, Trigger
 from service.realtime.local.vad import EnergyVad, SpeechStarted, VadEvent, VadParams
 
 if TYPE_CHECKING:
+    from service.realtime.local.engine.engine import EngineSession
     from service.realtime.local.response import ActiveResponse
 
 __all__ = ["InputAudioHandlers"]
@@ -42,6 +45,7 @@ class InputAudioHandlers:
     conversation: Conversation
     response: ActiveResponse | None
     script: Script
+    engine: EngineSession | None
 
     def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
         raise NotImplementedError
@@ -88,7 +92,12 @@ class InputAudioHandlers:
     def _rebuild_vad(self) -> None:
         params = self._vad_params()
         rate = audio_format(self.config["audio"]["input"]["format"]).rate
-        self._vad = EnergyVad(rate, params, start_ms=self.input_ms) if params else None
+        if params is None:
+            self._vad = None
+        elif self.engine is not None:  # the engine's VAD (Silero) for real speech
+            self._vad = self.engine.engine.make_vad(rate, params, self.input_ms)
+        else:
+            self._vad = EnergyVad(rate, params, start_ms=self.input_ms)
         self._speech_item_id = None
 
     def _on_input_audio_buffer_append(self, raw: dict[str, Any], now: float) -> Events:
@@ -116,9 +125,16 @@ class InputAudioHandlers:
         ticks = len(pcm) // 2 * (TICKS_PER_S // fmt.rate)
         self._input_ticks += ticks
         self._buffer_ticks += ticks
+        if self.engine is not None:
+            self.engine.capture(pcm, fmt.rate, self.input_ms)
         events: Events = []
         for vad_event in self._vad.process(pcm) if self._vad else []:
             events += self._handle_vad(vad_event, now)
+        if self.engine is not None and self._vad is not None and self._vad.in_speech:
+            if self._vad.silence_ms:  # a pause: maybe the end of the turn, transcribe early
+                self.engine.pause(self._speech_start_ms, self.input_ms, self._vad.silence_ms)
+            else:
+                self.engine.resumed()
         return events + self._check_idle_timeout(now)
 
     def _handle_vad(self, event: VadEvent, now: float) -> Events:
@@ -147,14 +163,18 @@ class InputAudioHandlers:
                 item_id=item_id,
             )
         ]
-        events += self._commit(item_id, event.audio_end_ms - self._speech_start_ms)
+        span = (self._speech_start_ms, event.audio_end_ms, event.speech_end_ms)
+        events += self._commit(item_id, event.audio_end_ms - self._speech_start_ms, span)
         self._buffer_ticks = max(0, self._input_ticks - event.audio_end_ms * TICKS_PER_S // 1000)
         if td.get("create_response", True) and self.response is None:
             events += self._start_response(now, {}, "turn_detection")
         return events
 
-    def _commit(self, item_id: str, audio_ms: float) -> Events:
-        """Buffer → user audio item: committed, then item added/done (B.4)."""
+    def _commit(
+        self, item_id: str, audio_ms: float, span: tuple[float, float, float] | None = None
+    ) -> Events:
+        """Buffer → user audio item: committed, then item added/done (B.4). ``span`` (start,
+        end, end of speech; input clock ms) is what an engine transcribes; None: nothing."""
         previous = self.conversation.last_id()
         item = Item(
             {
@@ -175,12 +195,46 @@ class InputAudioHandlers:
             self._event("conversation.item.done", previous_item_id=previous, item=item.public()),
         ]
         transcription = self.config["audio"]["input"]["transcription"]
-        if transcription is not None:  # B.4: arrives after the item (asynchronous ASR)
+        if self.engine is not None:
+            if span is not None:  # the event follows when the transcript is ready (tick)
+                self.engine.commit(item_id, *span)
+        elif transcription is not None:  # B.4: arrives after the item (asynchronous ASR)
             events.append(self._transcribed(item, transcription.get("model", "")))
         return events
 
-    def _transcribed(self, item: Item, model: str) -> dict[str, Any]:
-        transcript = self.script.user_transcript(self._user_turns)
+    def _engine_transcripts(self) -> Events:
+        """Transcription events for engine transcripts finished since the last tick (only if
+        the session asked for input transcription, as on the real server)."""
+        if self.engine is None:
+            return []
+        transcription = self.config["audio"]["input"]["transcription"]
+        events: Events = []
+        for item_id, text in self.engine.finished_transcripts():
+            item = self.conversation.get(item_id)
+            if transcription is None or item is None:
+                continue
+            if text is None:
+                error = {
+                    "type": "server_error",
+                    "code": "transcription_failed",
+                    "message": "Transcription failed.",
+                    "param": None,
+                }
+                events.append(
+                    self._event(
+                        "conversation.item.input_audio_transcription.failed",
+                        item_id=item_id,
+                        content_index=0,
+                        error=error,
+                    )
+                )
+            else:
+                events.append(self._transcribed(item, transcription.get("model", ""), text))
+        return events
+
+    def _transcribed(self, item: Item, model: str, transcript: str | None = None) -> dict[str, Any]:
+        if transcript is None:
+            transcript = self.script.user_transcript(self._user_turns)
         self._user_turns += 1
         item.data["content"][0]["transcript"] = transcript
         seconds = item.audio_ms / 1000.0
@@ -216,10 +270,13 @@ class InputAudioHandlers:
             # The ongoing utterance continues as a new item (SDK speech_started docstring).
             self._speech_item_id = self.ids.new("item")
             self._speech_start_ms = int(self.input_ms)
-        return self._commit(item_id, buffered)
+        end = self.input_ms
+        return self._commit(item_id, buffered, (end - buffered, end, end))
 
     def _on_input_audio_buffer_clear(self, raw: dict[str, Any], now: float) -> Events:
         self._buffer_ticks = 0
+        if self.engine is not None:
+            self.engine.resumed()  # an early transcript of cleared audio is moot
         if self._vad is not None:
             self._vad.reset()
         self._speech_item_id = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import copy
+from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 
 from service.realtime.local.config import audio_format
@@ -113,7 +114,12 @@ class ItemHandlers:
         if self.response is not None:
             self.response.stop_item_audio(item_id, end_ms)
         part = item.data["content"][0]
-        part["transcript"] = words_until(part.get("transcript") or "", item.audio_ms, end_ms)
+        starts = item.meta.get("word_starts")  # engine speech: where each word starts (ms)
+        if starts is not None:
+            words = (part.get("transcript") or "").split()
+            part["transcript"] = " ".join(words[: bisect_left(starts, end_ms)])
+        else:
+            part["transcript"] = words_until(part.get("transcript") or "", item.audio_ms, end_ms)
         item.audio_ms = end_ms
         truncated = self._event(
             "conversation.item.truncated", item_id=item_id, content_index=0, audio_end_ms=end_ms

@@ -1,24 +1,28 @@
 """Sans-I/O streaming of one response (B.4 event order, B.5 function calls).
 
-The response is a generator of events interleaved with :class:`_Wait` markers (pacing);
-:meth:`ActiveResponse.advance` runs it up to the current time. Cancelling closes the generator
-and finishes whatever item was open with ``status: "incomplete"`` (B.6).
+The response is a generator of events interleaved with steps (:mod:`.outputs`: ``Wait`` for
+pacing, ``Until`` for engine work on another thread); :meth:`ActiveResponse.advance` runs it
+up to the current time. Cancelling closes the generator and finishes whatever item was open
+with ``status: "incomplete"`` (B.6). A scripted response plays a :class:`Turn`; an engine
+response (``plan`` given) plays the brain's decision with streaming speech (:mod:`.streaming`).
 
-Memory: the synthesizer is consumed chunk by chunk; at most one chunk of audio is held.
+Memory: the synthesizer is consumed chunk by chunk; at most one chunk of audio is held (an
+engine response: one sentence, see :mod:`.streaming`).
 """
 
 from __future__ import annotations
 
 import base64
-import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
 
 from service.realtime.local.config import AudioFormat, audio_format
 from service.realtime.local.conversation import Conversation, Item, words_due
+from service.realtime.local.outputs import Drop, Output, Step, Until, Wait
 from service.realtime.local.protocol import IdFactory
-from service.realtime.local.script import ErrorSpec, FunctionCall, ResponseRequest, Script, Turn
+from service.realtime.local.script import ErrorSpec, ResponseRequest, Script, Turn
+from service.realtime.local.streaming import EngineOutputs
 from service.realtime.local.usage import (
     AUDIO_MS_PER_OUTPUT_TOKEN,
     context_tokens,
@@ -26,38 +30,15 @@ from service.realtime.local.usage import (
     usage,
 )
 
+if TYPE_CHECKING:
+    from service.realtime.local.engine.background import Prefetch
+    from service.realtime.local.engine.base import Decision, SpeechChunk
+    from service.realtime.local.engine.engine import EngineSession
+
 __all__ = ["ActiveResponse", "Drop"]
 
 
-@dataclass(frozen=True)
-class _Wait:
-    until: float
-
-
-@dataclass(frozen=True)
-class Drop:
-    """The script asked to end the connection here (``Turn.drop_after_ms``)."""
-
-    close_code: int | None
-
-
-@dataclass
-class _Output:
-    index: int
-    item: Item
-    words: list[str] = field(default_factory=list)
-    total_ms: int = 0
-    sent_ms: float = 0.0
-    words_sent: int = 0
-    stopped: bool = False  # truncated while streaming
-    finished: bool = False
-
-    @property
-    def transcript(self) -> str:
-        return " ".join(self.words[: self.words_sent])
-
-
-class ActiveResponse:
+class ActiveResponse(EngineOutputs):
     """One response from ``response.created`` to ``response.done``.
 
     Invariants: exactly one ``response.done`` is produced; every ``output_item.added`` gets an
@@ -72,15 +53,20 @@ class ActiveResponse:
         conversation: Conversation,
         session: dict[str, Any],
         overrides: dict[str, Any],
-        turn: Turn,
+        turn: Turn | None,
         request: ResponseRequest,
         script: Script,
         now: float,
+        plan: Future[Decision] | None = None,
+        engine: EngineSession | None = None,
     ) -> None:
         self.ids = ids
         self.id = ids.new("resp")
         self.conversation = conversation
-        self.turn = turn
+        self.turn = turn or Turn()
+        self.plan = plan  # engine responses: the brain's decision, computed off the loop
+        self.engine = engine
+        self.speech: Prefetch[SpeechChunk] | None = None  # engine: the reply being synthesized
         self.request = request
         self.script = script
         self.in_conversation = overrides.get("conversation", "auto") != "none"
@@ -99,13 +85,14 @@ class ActiveResponse:
         self.input_tokens = context_tokens(conversation, instructions)  # before our output
         self.status = "in_progress"
         self.status_details: dict[str, Any] | None = None
-        self.outputs: list[_Output] = []
+        self.outputs: list[Output] = []
         self.audio_ms = 0.0  # audio sent over all items of this response
         self.finished = False
         self.drop: Drop | None = None
         self._capped = False  # audio cut short by max_output_tokens
         self._t0 = now + script.first_audio_delay_ms / 1000.0
         self._wait: float | None = None
+        self._until: Until | None = None
         self._steps = self._run()
 
     # -- driving --------------------------------------------------------------------------
@@ -117,11 +104,17 @@ class ActiveResponse:
                 if self._wait > now:
                     break
                 self._wait = None
+            if self._until is not None:
+                if not self._until.ready():
+                    break  # engine work in progress: its waker brings us back
+                self._until = None
             step = next(self._steps, None)
             if step is None:
                 self.finished = True
-            elif isinstance(step, _Wait):
+            elif isinstance(step, Wait):
                 self._wait = step.until
+            elif isinstance(step, Until):
+                self._until = step
             elif isinstance(step, Drop):
                 self.drop = step
             else:
@@ -131,11 +124,18 @@ class ActiveResponse:
     def next_deadline(self) -> float | None:
         return None if self.finished or self.drop else self._wait
 
+    @property
+    def waiting(self) -> bool:
+        """Blocked on engine work (not on time): only a wake-up moves it on."""
+        return self._until is not None and not self.finished
+
     def cancel(self, reason: str) -> list[dict[str, Any]]:
         """B.4/B.6: close the open item as incomplete, then ``response.done`` cancelled."""
         if self.finished:
             return []
-        self._steps.close()
+        self._steps.close()  # an engine response's finally stops its synthesis here
+        if self.plan is not None:
+            self.plan.cancel()  # not started yet: never run the brain for it
         out: list[dict[str, Any]] = []
         for output in self.outputs:
             if not output.finished:
@@ -151,13 +151,19 @@ class ActiveResponse:
         for output in self.outputs:
             if output.item.id == item_id and not output.finished:
                 output.stopped = True
-                due = words_due(len(output.words), output.total_ms, audio_end_ms)
+                if output.word_starts is not None:
+                    due = self._words_before(output, audio_end_ms)
+                else:
+                    due = words_due(len(output.words), output.total_ms, audio_end_ms)
                 output.words_sent = min(output.words_sent, due)
                 self._wait = None  # finish the item now rather than at the next chunk's time
 
     # -- shapes ---------------------------------------------------------------------------
     def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
         return {"type": kind, "event_id": self.ids.new("event"), **fields}
+
+    def _new_id(self, prefix: str) -> str:
+        return self.ids.new(prefix)
 
     def snapshot(self) -> dict[str, Any]:
         """The ``response`` object of response.created/done (B.4); audio bytes omitted."""
@@ -183,7 +189,14 @@ class ActiveResponse:
         return usage(self.input_tokens, text, self.audio_ms)
 
     # -- the script of events -------------------------------------------------------------
-    def _run(self) -> Iterator[dict[str, Any] | _Wait | Drop]:
+    def abandon(self) -> None:
+        """The connection is gone: stop engine work, emit nothing."""
+        self._steps.close()
+        if self.plan is not None:
+            self.plan.cancel()
+        self.finished = True
+
+    def _run(self) -> Iterator[Step]:
         yield self._event("response.created", response=self.snapshot())
         # B.4: rate_limits.updated at the start of each response.
         yield self._event(
@@ -193,6 +206,13 @@ class ActiveResponse:
                 {"name": "tokens", "limit": 800000, "remaining": 795000, "reset_seconds": 0.375},
             ],
         )
+        if self.plan is not None:
+            yield from self._engine_body()
+        else:
+            yield from self._scripted_body()
+        yield self._event("response.done", response=self.snapshot())
+
+    def _scripted_body(self) -> Iterator[Step]:
         if self.turn.error_event:
             yield self._error(self.turn.error_event)
         if self.turn.fail:
@@ -202,18 +222,17 @@ class ActiveResponse:
                 "type": "failed",
                 "error": {"type": spec.type, "code": spec.code, "message": spec.message},
             }
-        else:
-            if self.turn.drop_after_ms == 0:
-                yield Drop(self.turn.drop_close_code)
-            if self.turn.speaks:
-                yield from self._message()
-            if self.turn.function_call:
-                yield from self._function_call(self.turn.function_call)
-            # A truncate mid-stream leaves its item incomplete but the response completed.
-            self.status = "incomplete" if self._capped else "completed"
-            if self._capped:
-                self.status_details = {"type": "incomplete", "reason": "max_output_tokens"}
-        yield self._event("response.done", response=self.snapshot())
+            return
+        if self.turn.drop_after_ms == 0:
+            yield Drop(self.turn.drop_close_code)
+        if self.turn.speaks:
+            yield from self._message()
+        if self.turn.function_call:
+            yield from self._function_call(self.turn.function_call)
+        # A truncate mid-stream leaves its item incomplete but the response completed.
+        self.status = "incomplete" if self._capped else "completed"
+        if self._capped:
+            self.status_details = {"type": "incomplete", "reason": "max_output_tokens"}
 
     def _error(self, spec: ErrorSpec) -> dict[str, Any]:
         error = {"type": spec.type, "code": spec.code, "message": spec.message}
@@ -221,7 +240,7 @@ class ActiveResponse:
 
     def _open(self, data: dict[str, Any]) -> Iterator[dict[str, Any]]:
         item = Item(data, response_id=self.id)
-        output = _Output(len(self.outputs), item)
+        output = Output(len(self.outputs), item)
         self.outputs.append(output)
         yield self._event(
             "response.output_item.added",
@@ -235,7 +254,7 @@ class ActiveResponse:
                 "conversation.item.added", previous_item_id=previous, item=item.public()
             )
 
-    def _finish(self, output: _Output, status: str) -> list[dict[str, Any]]:
+    def _finish(self, output: Output, status: str) -> list[dict[str, Any]]:
         """Close an output item: part/stream *.done events, then output_item.done (B.4)."""
         output.finished = True
         item, data = output.item, output.item.data
@@ -279,7 +298,7 @@ class ActiveResponse:
             events.append(self._event("conversation.item.done", item=item.public()))
         return events
 
-    def _message(self) -> Iterator[dict[str, Any] | _Wait | Drop]:
+    def _message(self) -> Iterator[Step]:
         data = {
             "id": self.ids.new("item"),
             "object": "realtime.item",
@@ -318,9 +337,7 @@ class ActiveResponse:
         stopped = output.stopped or capped
         yield from self._finish(output, "incomplete" if stopped else "completed")
 
-    def _stream_audio(
-        self, output: _Output, ref: dict[str, Any]
-    ) -> Iterator[dict[str, Any] | _Wait | Drop]:
+    def _stream_audio(self, output: Output, ref: dict[str, Any]) -> Iterator[Step]:
         rate, pace = self.format.rate, self.script.pace
         chunk_bytes = rate * self.script.chunk_ms // 1000 * 2
         pending = bytearray()
@@ -336,7 +353,7 @@ class ActiveResponse:
             chunk, pending = bytes(pending[:chunk_bytes]), pending[chunk_bytes:]
             # Pacing (B.8: deltas arrive faster than real time): chunk k is due when
             # pace × the audio before it has elapsed since the first audio was due.
-            yield _Wait(self._t0 + (self.audio_ms / 1000.0 / pace if pace else 0.0))
+            yield Wait(self._t0 + (self.audio_ms / 1000.0 / pace if pace else 0.0))
             if output.stopped:  # truncated while we waited
                 break
             chunk_ms = len(chunk) / 2 * 1000.0 / rate
@@ -358,36 +375,3 @@ class ActiveResponse:
             drop_at = self.turn.drop_after_ms
             if drop_at and output.sent_ms >= drop_at:
                 yield Drop(self.turn.drop_close_code)
-
-    def _function_call(self, call: FunctionCall) -> Iterator[dict[str, Any]]:
-        call_id = call.call_id or self.ids.new("call")
-        data = {
-            "id": self.ids.new("item"),
-            "object": "realtime.item",
-            "type": "function_call",
-            "status": "in_progress",
-            "name": call.name,
-            "call_id": call_id,
-            "arguments": "",
-        }
-        yield from self._open(data)
-        output = self.outputs[-1]
-        ref = {"response_id": self.id, "item_id": data["id"], "output_index": output.index}
-        args = call.arguments
-        step = max(1, math.ceil(len(args) / 3))
-        for i in range(0, len(args), step):
-            yield self._event(
-                "response.function_call_arguments.delta",
-                **ref,
-                call_id=call_id,
-                delta=args[i : i + step],
-            )
-        yield self._event(
-            "response.function_call_arguments.done",
-            **ref,
-            call_id=call_id,
-            name=call.name,
-            arguments=args,
-        )
-        data["arguments"] = args
-        yield from self._finish(output, "completed")

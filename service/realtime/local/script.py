@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from service.realtime.local.voice import SyntheticVoice, Voice
+
+if TYPE_CHECKING:
+    from service.realtime.local.engine.engine import EngineSession
 
 __all__ = ["ErrorSpec", "FunctionCall", "ResponseRequest", "Script", "Trigger", "Turn"]
 
@@ -121,6 +124,13 @@ class Script:
         if index < len(self.user_transcripts):
             return self.user_transcripts[index]
         return self.default_user_transcript
+
+    def session_engine(self) -> EngineSession | None:
+        """A new session's share of a speech engine (VAD, STT, brain, TTS), or None for a
+        scripted session (the default: :meth:`turn_for` and :attr:`voice` decide). The
+        engine's per-session part holds that call's state; the script itself stays shared
+        and stateless. See :class:`~service.realtime.local.engine.SpeechScript`."""
+        return None
 
     def turn_for(self, request: ResponseRequest) -> Turn:
         if request.index == 0:

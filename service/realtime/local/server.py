@@ -194,6 +194,7 @@ class LocalRealtimeServer:
             with contextlib.suppress(Exception):
                 await ws.close(1011, "internal error")
         finally:
+            session.close()  # stops engine work (synthesis, transcription) for this call
             self.sessions.remove(session)
             del self._connections[session.id]
             bound.info("realtime_local.disconnected", received=len(session.received))
@@ -210,6 +211,20 @@ class LocalRealtimeServer:
     async def _run(self, ws: ServerConnection, session: RealtimeSession) -> None:
         loop = asyncio.get_running_loop()
         await self._send(ws, session.open(loop.time()))
+        if session.engine is not None:
+            await self._run_engine(ws, session)
+        else:
+            await self._run_scripted(ws, session)
+        request = session.close_request
+        if request is None:
+            return
+        if request.code is None:
+            ws.transport.abort()  # a network drop: no close frame
+        else:
+            await ws.close(request.code, request.reason)
+
+    async def _run_scripted(self, ws: ServerConnection, session: RealtimeSession) -> None:
+        loop = asyncio.get_running_loop()
         while session.close_request is None:
             await self._send(ws, session.tick(loop.time()))
             if session.close_request is not None:
@@ -222,15 +237,48 @@ class LocalRealtimeServer:
             except TimeoutError:
                 continue
             await self._send(ws, session.receive(message, loop.time()))
-        request = session.close_request
-        if request.code is None:
-            ws.transport.abort()  # a network drop: no close frame
-        else:
-            await ws.close(request.code, request.reason)
+
+    async def _run_engine(self, ws: ServerConnection, session: RealtimeSession) -> None:
+        """As :meth:`_run_scripted`, but also woken by engine threads (transcript ready,
+        decision made, sentence synthesized) through the session's waker."""
+        loop = asyncio.get_running_loop()
+        woken = asyncio.Event()
+
+        def wake() -> None:  # called from engine threads
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(woken.set)
+
+        session.set_waker(wake)
+        receiving: asyncio.Task[Any] | None = None
+        try:
+            while session.close_request is None:
+                woken.clear()  # before tick: a wake-up during tick is not lost
+                await self._send(ws, session.tick(loop.time()))
+                if session.close_request is not None:
+                    break
+                deadline = session.next_deadline()
+                timeout = None if deadline is None else max(0.0, deadline - loop.time())
+                if receiving is None:
+                    receiving = asyncio.ensure_future(ws.recv())
+                waking = asyncio.ensure_future(woken.wait())
+                done, _ = await asyncio.wait(
+                    {receiving, waking}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                waking.cancel()
+                if receiving in done:
+                    message, receiving = receiving.result(), None  # may raise ConnectionClosed
+                    await self._send(ws, session.receive(message, loop.time()))
+        finally:
+            if receiving is not None:
+                receiving.cancel()
 
 
 async def _serve_forever(host: str, port: int, api_key: str | None, script: Script) -> None:
     server = LocalRealtimeServer(script, api_key=api_key, strict=False)
+    engine = getattr(script, "engine", None)
+    if engine is not None:  # load the models before the first call, not during it
+        print("Loading the local speech engine's models…", flush=True)
+        await asyncio.to_thread(engine.warm)
     await server.start(host, port)
     print(f"Local OpenAI Realtime (GA) server on {server.url}", flush=True)
     try:
@@ -246,6 +294,12 @@ def main(
     api_key: str | None = None,
     script: Script | None = None,
 ) -> None:
-    """Run the server until interrupted (``python -m service realtime-server``)."""
+    """Run the server until interrupted (``python -m service realtime-server``). Without a
+    ``script``: the speech engine or the scripted server, per ``LOCAL_ENGINE``
+    (:func:`service.realtime.local.engine.default_script`)."""
+    if script is None:
+        from service.realtime.local.engine import default_script
+
+        script = default_script()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_forever(host, port, api_key, script or Script()))
+        asyncio.run(_serve_forever(host, port, api_key, script))

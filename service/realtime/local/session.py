@@ -8,13 +8,19 @@ input audio clock is derived from sample counts (B.4).
 Memory bounds per connection: the conversation keeps at most ``max_items`` items and never
 audio bytes (durations only — all truncate needs); ``received`` keeps the last ``log_size``
 client events with audio payloads replaced by their length; the VAD carries < 1 frame; a
-streaming response holds one chunk.
+streaming response holds one chunk. A speech-engine session (``Script.session_engine``) adds
+its engine share: recent input audio (``max_turn_s``), ≤ 16 transcripts, the brain's state.
+
+Engine work (transcription, the brain, synthesis) runs on other threads; when it progresses
+it calls the waker the server installed (:meth:`RealtimeSession.set_waker`), and the server
+calls :meth:`tick`. ``now`` stays the only clock the session reads.
 """
 
 from __future__ import annotations
 
 import copy
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +29,7 @@ import structlog
 
 from service.realtime.local.config import check_ranges, default_session, merge_session
 from service.realtime.local.conversation import Conversation
+from service.realtime.local.engine.base import BrainRequest
 from service.realtime.local.input_audio import InputAudioHandlers
 from service.realtime.local.items import ItemHandlers
 from service.realtime.local.protocol import (
@@ -87,6 +94,7 @@ class RealtimeSession(InputAudioHandlers, ItemHandlers):
         self.responses_started = 0
         self.close_request: CloseRequest | None = None
         self.audio_output_started = False  # the voice is locked from then on (B.1)
+        self.engine = self.script.session_engine()  # before the VAD: the engine picks it
         self._init_input_audio()
 
     # -- public driving API ----------------------------------------------------------------
@@ -124,12 +132,33 @@ class RealtimeSession(InputAudioHandlers, ItemHandlers):
             return [error_event(self.ids, err, client_id)]
 
     def tick(self, now: float) -> Events:
-        """Events of the active response that are due by ``now``."""
-        return self._advance(now)
+        """Events that are due by ``now``: the active response's, and transcripts that an
+        engine finished."""
+        return self._engine_transcripts() + self._advance(now)
 
     def next_deadline(self) -> float | None:
-        """When :meth:`tick` next has something to do (None: only a client event can)."""
+        """When :meth:`tick` next has something to do (None: only a client event or a
+        wake-up can)."""
         return self.response.next_deadline() if self.response else None
+
+    def set_waker(self, wake: Callable[[], None]) -> None:
+        """``wake()`` is called (from any thread) when engine work has progressed, so the
+        server should :meth:`tick`. Scripted sessions never call it."""
+        if self.engine is not None:
+            self.engine.wake = wake
+
+    @property
+    def waiting(self) -> bool:
+        """True while the active response waits on engine work rather than on time."""
+        return self.response is not None and self.response.waiting
+
+    def close(self) -> None:
+        """The connection ended: stop engine work (synthesis, pending jobs); no events."""
+        if self.response is not None:
+            self.response.abandon()
+            self.response = None
+        if self.engine is not None:
+            self.engine.close()
 
     # -- helpers ---------------------------------------------------------------------------
     def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
@@ -221,7 +250,12 @@ class RealtimeSession(InputAudioHandlers, ItemHandlers):
             instructions=overrides.get("instructions") or self.config["instructions"],
             last_user_item=last_user,
         )
-        turn = self.script.turn_for(request)
+        plan = None
+        if self.engine is not None:  # the brain decides, off the event loop
+            turn = None
+            plan = self.engine.plan(self._brain_request(request, overrides))
+        else:
+            turn = self.script.turn_for(request)
         self.responses_started += 1
         self._idle_deadline_ms = None
         self.response = ActiveResponse(
@@ -233,8 +267,22 @@ class RealtimeSession(InputAudioHandlers, ItemHandlers):
             request=request,
             script=self.script,
             now=now,
+            plan=plan,
+            engine=self.engine,
         )
         return self._advance(now)
+
+    def _brain_request(self, request: ResponseRequest, overrides: dict[str, Any]) -> BrainRequest:
+        items = self.conversation.items()
+        return BrainRequest(
+            request=request,
+            items=tuple(item.public() for item in items),
+            response_ids=tuple(item.response_id for item in items),
+            tools=tuple(copy.deepcopy(overrides.get("tools") or self.config["tools"])),
+            tool_choice=overrides.get("tool_choice") or self.config["tool_choice"],
+            in_conversation=overrides.get("conversation", "auto") != "none",
+            max_output_tokens=overrides.get("max_output_tokens", self.config["max_output_tokens"]),
+        )
 
     def _advance(self, now: float) -> Events:
         response = self.response

@@ -3,11 +3,16 @@
 :class:`SessionDriver` runs a :class:`RealtimeSession` on a simulated clock and checks every
 event it emits against the SDK's server event union (``validate_server_event``) and for unique
 ``event_id``s, so any test using it also checks that the server speaks no dialect.
+
+With a speech engine, a response may wait on work running on other threads (a transcript, the
+brain, synthesis): :meth:`SessionDriver.finish` then waits for it in real time (bounded),
+while the session's own clock stays simulated.
 """
 
 from __future__ import annotations
 
 import base64
+import time
 from typing import Any
 
 from service.audio.g711 import pcm16_to_ulaw
@@ -50,10 +55,17 @@ class SessionDriver:
         self.now = end
         return out
 
-    def finish(self) -> list[Event]:
-        """Run the clock until the active response is done (or the script dropped us)."""
+    def finish(self, timeout: float = 60.0) -> list[Event]:
+        """Run the clock until the active response is done (or the script dropped us);
+        engine work is waited for in real time, at most ``timeout`` seconds in all."""
         out: list[Event] = []
+        give_up = time.monotonic() + timeout
         while self.session.response is not None and self.session.close_request is None:
+            if self.session.waiting:
+                assert time.monotonic() < give_up, "engine work did not finish in time"
+                time.sleep(0.005)
+                out += self.take(self.session.tick(self.now))
+                continue
             deadline = self.session.next_deadline()
             assert deadline is not None, "an active response must have a deadline"
             self.now = max(self.now, deadline)

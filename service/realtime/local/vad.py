@@ -120,29 +120,44 @@ class EnergyVad:
         events: list[VadEvent] = []
         on = threshold_dbfs(self.params.threshold)
         for level in levels.tolist():
-            begin = self.position_ms
-            self._samples += self.frame_samples
-            end = self.position_ms
-            if not self.in_speech:
-                if level >= on:
-                    if self._run_ms == 0:
-                        self._run_start_ms = begin
-                    self._run_ms += self.frame_ms
-                    if self._run_ms >= self.min_speech_ms:
-                        self.in_speech = True
-                        self._run_ms = 0
-                        self._last_voiced_end_ms = end
-                        start = max(0.0, self._run_start_ms - self.params.prefix_padding_ms)
-                        events.append(SpeechStarted(int(start), int(end)))
-                else:
-                    self._run_ms = 0
-            elif level >= on - self.hangover_db:
-                self._run_ms = 0
-                self._last_voiced_end_ms = end
-            else:
-                self._run_ms += self.frame_ms
-                if self._run_ms >= self.params.silence_duration_ms:
-                    self.in_speech = False
-                    self._run_ms = 0
-                    events.append(SpeechStopped(int(end), int(self._last_voiced_end_ms)))
+            event = self._frame(level >= on, level >= on - self.hangover_db)
+            if event is not None:
+                events.append(event)
         return events
+
+    def _frame(self, voiced: bool, held: bool) -> VadEvent | None:
+        """Advance the clock by one frame and the turn state by its verdict: ``voiced`` starts
+        (or continues) speech, ``held`` (a looser test) keeps speech going. Shared with the
+        Silero VAD (engine/silero.py), so both detectors end turns by the same rules."""
+        begin = self.position_ms
+        self._samples += self.frame_samples
+        end = self.position_ms
+        if not self.in_speech:
+            if voiced:
+                if self._run_ms == 0:
+                    self._run_start_ms = begin
+                self._run_ms += self.frame_ms
+                if self._run_ms >= self.min_speech_ms:
+                    self.in_speech = True
+                    self._run_ms = 0
+                    self._last_voiced_end_ms = end
+                    start = max(0.0, self._run_start_ms - self.params.prefix_padding_ms)
+                    return SpeechStarted(int(start), int(end))
+            else:
+                self._run_ms = 0
+        elif held:
+            self._run_ms = 0
+            self._last_voiced_end_ms = end
+        else:
+            self._run_ms += self.frame_ms
+            if self._run_ms >= self.params.silence_duration_ms:
+                self.in_speech = False
+                self._run_ms = 0
+                return SpeechStopped(int(end), int(self._last_voiced_end_ms))
+        return None
+
+    @property
+    def silence_ms(self) -> int:
+        """How long the current pause in speech has lasted (0 outside speech): the session
+        starts transcribing early once a pause looks like the end of the turn."""
+        return self._run_ms if self.in_speech else 0
