@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import secrets
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,19 +103,42 @@ class ConversationResult:
     barge_in_at_s: float
 
 
+CallerVoice = Callable[[str], bytes]  # text → PCM16 8 kHz
+
+
+def synthetic_caller(text: str) -> bytes:
+    """Speech-like audio about as long as ``text`` would take to say (no real words)."""
+    return b"".join(CALLER_VOICE.synthesize(text, 100 * len(text.split()) + 800, 8000))
+
+
+# Pauses between digits (commas) are how people read codes out, and what tiny.en hears best
+# through a phone line (without them "9 4 1 0 7" comes back as "94007").
+HOTLINE_TURNS = ("Hi, where is my order 4 2 1 7?", "My ZIP code is nine, four, one, zero, seven.")
+BARGE_IN = "Wait, which carrier?"
+
+
 async def converse(
     service: RunningService,
     auth_token: str,
     *,
+    turns: tuple[str, ...] = ("Hi, where is my order 4 2 1 7? My ZIP code is 9 4 1 0 7.",),
+    barge_in: str = BARGE_IN,
+    voice: CallerVoice = synthetic_caller,
+    patience_s: float = 8.0,
+    barge_in_after_ms: float = 1500,
+    seconds: float = 12.0,
     record: Path | None = None,
     **phone_options: Any,
 ) -> ConversationResult:
-    """Greeting → caller question → agent answer → caller talks over the answer → goodbye."""
+    """Greeting → the caller's turns, each answered → the caller talks over the last answer.
+
+    Each wait is bounded by ``patience_s`` (real speech engines need longer than scripts).
+    """
     phone = Softphone(
         service.base_url,
         auth_token=auth_token,
         public_url=service.services.settings.public_url,
-        seconds=12.0,
+        seconds=seconds,
         record=record,
         status_callback=True,
         **phone_options,
@@ -122,22 +146,46 @@ async def converse(
     await phone.dial()
     await phone.connect()
 
-    def speak(ms: int, text: str) -> None:
-        phone.speak(b"".join(CALLER_VOICE.synthesize(text, ms, 8000)), sample_rate=8000)
+    async def say(text: str) -> None:
+        ms = phone.speak(voice(text), sample_rate=8000)
+        await asyncio.sleep(ms / 1000 + 0.1)  # the softphone sends it in real time
 
-    # Let the greeting play out, then ask (about 1.4 s of speech).
-    await phone.wait_for_agent_audio(500, timeout=8)
-    await phone.wait_for(lambda p: p.playback.buffered_ms == 0, timeout=8)
-    await asyncio.sleep(0.4)
-    speak(1600, "Hi, where is my order 4 2 1 7? My ZIP code is 9 4 1 0 7.")
-    # Wait for the answer to be well under way, then talk over it.
-    await phone.wait_for(lambda p: p.caller_ms_pending == 0, timeout=5)
+    async def agent_has_spoken() -> None:
+        """Wait for the agent to start answering, then for it to finish being heard."""
+        played = phone.playback.played_ms
+        await phone.wait_for(lambda p: p.playback.played_ms > played + 300, patience_s)
+        await phone.wait_for(lambda p: p.playback.buffered_ms == 0, patience_s)
+        await asyncio.sleep(0.4)
+
+    await agent_has_spoken()  # the greeting
+    for text in turns[:-1]:
+        await say(text)
+        await agent_has_spoken()
+    await say(turns[-1])
+    # Let the last answer get well under way, then talk over it.
     played_before = phone.playback.played_ms
-    await phone.wait_for(lambda p: p.playback.played_ms > played_before + 1500, timeout=8)
+    await phone.wait_for(
+        lambda p: p.playback.played_ms > played_before + barge_in_after_ms, patience_s
+    )
     barge_in_at = phone.elapsed
-    speak(900, "Wait, which carrier?")
+    await say(barge_in)
     summary = await phone.finished()
     return ConversationResult(phone, summary, barge_in_at)
+
+
+def _speech_engine(settings: Settings) -> Any:
+    """The offline speech engine if the [local] extra is installed (else None: scripts)."""
+    if settings.local_engine == "synthetic":
+        return None
+    try:
+        from service.realtime.local.engine import speech_engine
+    except ImportError:
+        return None
+    try:
+        return speech_engine(settings)
+    except (ImportError, OSError, RuntimeError) as exc:
+        print(f"(the offline speech engine is not available: {exc}; using scripted replies)")
+        return None
 
 
 async def run_demo(*, seconds: float = 12.0, record: Path = Path("demo-call.wav")) -> int:
@@ -148,14 +196,33 @@ async def run_demo(*, seconds: float = 12.0, record: Path = Path("demo-call.wav"
     configure_logging(base.log_format, base.log_level)
     async with contextlib.AsyncExitStack() as stack:
         overrides: dict[str, object] = {}
+        conversation: dict[str, Any] = {}
         if base.realtime_backend == "local":
-            model = await stack.enter_async_context(LocalRealtimeServer(DemoHotlineScript()))
+            engine = _speech_engine(base)
+            if engine is not None:
+                from service.realtime.local.engine import SpeechScript
+                from service.realtime.local.engine.tts import speak
+
+                print("Loading the offline speech models (Whisper tiny.en, Piper)…")
+                await asyncio.to_thread(engine.warm)
+                script: Script = SpeechScript(engine=engine)
+                conversation = {
+                    "turns": HOTLINE_TURNS,
+                    "voice": lambda text: speak(text, 8000),
+                    "patience_s": 15.0,
+                    "barge_in_after_ms": 3500,
+                    "seconds": 24.0,
+                }
+                overrides["input_transcription_model"] = "whisper-1"
+            else:
+                script = DemoHotlineScript()
+            model = await stack.enter_async_context(LocalRealtimeServer(script))
             overrides["local_realtime_url"] = model.url
         settings = Settings(
             public_url=f"http://127.0.0.1:{port}", twilio_auth_token=auth_token, **overrides
         )  # type: ignore[arg-type]
         service = await stack.enter_async_context(RunningService(settings, port))
-        result = await converse(service, auth_token, record=record)
+        result = await converse(service, auth_token, record=record, **conversation)
         services = service.services
         await services.writer.flush(timeout=5.0)
         call = await services.store.get_call(result.summary.call_sid)
@@ -170,6 +237,11 @@ async def run_demo(*, seconds: float = 12.0, record: Path = Path("demo-call.wav"
     print(f"\n== Redis: call {result.summary.call_sid} ==")
     for key in sorted(call):
         print(f"  {key:<24} {call[key]}")
+    print("\n== Conversation (transcripts from the call's event stream) ==")
+    for event in events:
+        if event.get("type") == "transcript":
+            who = "caller" if event.get("role") == "caller" else "agent "
+            print(f"  {who}: {event.get('text', '')}")
     print("\n== Redis: call events ==")
     for event in events:
         fields = " ".join(f"{k}={v}" for k, v in event.items() if k not in ("id", "type", "at"))
