@@ -16,13 +16,12 @@ import asyncio
 import contextlib
 from collections import deque
 from http import HTTPStatus
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import structlog
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
@@ -30,6 +29,7 @@ from service.realtime.gemini_local.conformance import check_server_message
 from service.realtime.gemini_local.script import GeminiScript
 from service.realtime.gemini_local.session import GeminiPeerSession
 from service.realtime.gemini_local.state import HandleBook
+from service.realtime.peer import LoopbackPeer
 
 __all__ = ["BIDI_PATH", "LocalGeminiServer", "main"]
 
@@ -41,7 +41,7 @@ HISTORY = 256  # connections remembered after they end (tests inspect them)
 POLL_S = 0.05  # wake-up bound, so pushed goAways and their deadlines run without a message
 
 
-class LocalGeminiServer:
+class LocalGeminiServer(LoopbackPeer):
     """A loopback Gemini Live peer driven by a :class:`GeminiScript`.
 
     ``history`` holds every connection (the last ``HISTORY``), each with its ``received`` log.
@@ -50,9 +50,13 @@ class LocalGeminiServer:
     is checked too, and a mismatch closes with 1011 — a bug here must fail tests loudly.
     """
 
+    max_message_bytes = MAX_MESSAGE_BYTES
+    listening_event = "gemini_local.listening"
+
     def __init__(
         self, script: GeminiScript | None = None, *, api_key: str | None = None, strict: bool = True
     ) -> None:
+        super().__init__()
         self.script = script or GeminiScript()
         self.api_key = api_key
         self.strict = strict
@@ -61,46 +65,11 @@ class LocalGeminiServer:
         self.history: deque[GeminiPeerSession] = deque(maxlen=HISTORY)
         self._connections: dict[str, ServerConnection] = {}
         self._count = 0
-        self._server: Server | None = None
         self._connected = asyncio.Condition()
-        self.host = "127.0.0.1"
-        self.port = 0
 
     @property
     def url(self) -> str:
         return f"ws://{self.host}:{self.port}{BIDI_PATH}"
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server = await serve(
-            self._handle,
-            host,
-            port,
-            process_request=self._check_request,
-            compression=None,
-            max_size=MAX_MESSAGE_BYTES,
-        )
-        self.host = host
-        self.port = next(iter(self._server.sockets)).getsockname()[1]
-        log.info("gemini_local.listening", url=self.url)
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    async def __aenter__(self) -> LocalGeminiServer:
-        if self._server is None:
-            await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- test helpers ------------------------------------------------------------------------
     async def wait_for_session(self, count: int = 1, timeout: float = 5.0) -> GeminiPeerSession:  # noqa: ASYNC109

@@ -15,19 +15,19 @@ import asyncio
 import contextlib
 from collections import deque
 from http import HTTPStatus
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import structlog
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from service.realtime.local.protocol import ProtocolError, error_event, validate_server_event
 from service.realtime.local.script import Script
 from service.realtime.local.session import RealtimeSession
+from service.realtime.peer import LoopbackPeer
 
 __all__ = ["LocalRealtimeServer", "main"]
 
@@ -45,7 +45,7 @@ def _json_error(
     return response
 
 
-class LocalRealtimeServer:
+class LocalRealtimeServer(LoopbackPeer):
     """A loopback OpenAI Realtime (GA) server driven by a :class:`Script`.
 
     ``sessions`` are the live sessions; ``history`` every session in connect order (the last
@@ -53,6 +53,9 @@ class LocalRealtimeServer:
     ``strict`` (default) every outgoing event is checked against the SDK's server event union
     and a mismatch closes the connection with 1011 — a bug here must fail tests loudly.
     """
+
+    max_message_bytes = MAX_MESSAGE_BYTES
+    listening_event = "realtime_local.listening"
 
     def __init__(
         self,
@@ -62,6 +65,7 @@ class LocalRealtimeServer:
         strict: bool = True,
         max_items: int = 512,
     ) -> None:
+        super().__init__()
         self.script = script or Script()
         self.api_key = api_key
         self.strict = strict
@@ -69,10 +73,7 @@ class LocalRealtimeServer:
         self.sessions: list[RealtimeSession] = []
         self.history: deque[RealtimeSession] = deque(maxlen=HISTORY)
         self._connections: dict[str, ServerConnection] = {}
-        self._server: Server | None = None
         self._connected = asyncio.Condition()
-        self.host = "127.0.0.1"
-        self.port = 0
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -84,38 +85,6 @@ class LocalRealtimeServer:
     def base_url(self) -> str:
         """For ``AsyncOpenAI(websocket_base_url=…)``: ``ws://127.0.0.1:PORT/v1``."""
         return f"ws://{self.host}:{self.port}/v1"
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server = await serve(
-            self._handle,
-            host,
-            port,
-            process_request=self._check_request,
-            compression=None,  # the real server does not negotiate permessage-deflate
-            max_size=MAX_MESSAGE_BYTES,
-        )
-        self.host = host
-        self.port = next(iter(self._server.sockets)).getsockname()[1]
-        log.info("realtime_local.listening", url=self.url)
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    async def __aenter__(self) -> LocalRealtimeServer:
-        if self._server is None:
-            await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- test helpers ----------------------------------------------------------------------
     async def wait_for_session(
