@@ -12,7 +12,6 @@ engine response: one sentence, see :mod:`.streaming`).
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
@@ -356,22 +355,7 @@ class ActiveResponse(EngineOutputs):
             yield Wait(self._t0 + (self.audio_ms / 1000.0 / pace if pace else 0.0))
             if output.stopped:  # truncated while we waited
                 break
-            chunk_ms = len(chunk) / 2 * 1000.0 / rate
-            due = words_due(len(output.words), output.total_ms, output.sent_ms + chunk_ms)
-            if due > output.words_sent:
-                delta = " ".join(output.words[output.words_sent : due])
-                if output.words_sent:
-                    delta = " " + delta
-                output.words_sent = due
-                output.item.data["content"][0]["transcript"] = output.transcript
-                yield self._event(
-                    "response.output_audio_transcript.delta", **ref, content_index=0, delta=delta
-                )
-            payload = base64.b64encode(self.format.from_pcm16(chunk)).decode()
-            yield self._event("response.output_audio.delta", **ref, content_index=0, delta=payload)
-            output.sent_ms += chunk_ms
-            self.audio_ms += chunk_ms
-            output.item.audio_ms = int(output.sent_ms)
+            yield from self._send_audio(output, ref, chunk)
             drop_at = self.turn.drop_after_ms
             if drop_at and output.sent_ms >= drop_at:
                 yield Drop(self.turn.drop_close_code)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from service.realtime.local.config import AudioFormat
+from service.realtime.local.conversation import words_due
 from service.realtime.local.outputs import Output, Step, Until, Wait
 from service.realtime.local.script import FunctionCall, Script
 from service.realtime.local.usage import AUDIO_MS_PER_OUTPUT_TOKEN
@@ -137,8 +138,11 @@ class EngineOutputs:
     # -- speech of unknown length ---------------------------------------------------------
     @staticmethod
     def _words_before(output: Output, cut_ms: float) -> int:
-        """Words whose start lies before ``cut_ms`` of the item's audio."""
-        return bisect_left(output.word_starts or [], cut_ms)
+        """Words whose start lies before ``cut_ms`` of the item's audio: from the engine's
+        timings for real speech, spread evenly over a scripted length otherwise."""
+        if output.word_starts is None:
+            return words_due(len(output.words), output.total_ms, cut_ms)
+        return bisect_left(output.word_starts, cut_ms)
 
     def _stream_speech(self, output: Output, ref: dict[str, Any], text: str) -> Iterator[Step]:
         from service.realtime.local.engine.background import END, PENDING
