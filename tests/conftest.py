@@ -11,6 +11,7 @@ from tests.support.redis_server import RedisServer
 if TYPE_CHECKING:
     from service.demo import RunningService
     from service.realtime.local.server import LocalRealtimeServer
+    from service.realtime.local.testing import SessionDriver
 
 TEST_AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 
@@ -102,3 +103,11 @@ async def local_model() -> AsyncIterator[Callable[..., Awaitable[LocalRealtimeSe
         await server.stop()
     for event in received:
         check_openai_client_event(event)
+
+
+@pytest.fixture
+def d() -> Iterator[SessionDriver]:
+    """A sans-I/O local Realtime session on a simulated clock (tests/support/local_session.py)."""
+    from service.realtime.local.testing import SessionDriver
+
+    yield SessionDriver()

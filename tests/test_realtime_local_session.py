@@ -7,7 +7,6 @@ Every event the session emits is validated against the SDK's server event union 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,24 +14,7 @@ import pytest
 from service.realtime.local.script import ErrorSpec, FunctionCall, Script, Turn
 from service.realtime.local.testing import SessionDriver as Driver
 from service.realtime.local.testing import audio_bytes, b64, only, types
-from service.realtime.local.voice import SyntheticVoice
-
-Event = dict[str, Any]
-PCMU = {"type": "audio/pcmu"}
-
-
-def speech(ms: int, rate: int) -> bytes:
-    return b"".join(SyntheticVoice(seed=7).synthesize("caller speech here", ms, rate))
-
-
-def silence(ms: int, rate: int) -> bytes:
-    return bytes(rate * ms // 1000 * 2)
-
-
-@pytest.fixture
-def d() -> Iterator[Driver]:
-    yield Driver()
-
+from tests.support.local_session import PCMU, Event, silence, speech  # noqa: F401
 
 # -- session.created / session.update (B.1) -------------------------------------------------
 
