@@ -14,7 +14,7 @@ import pytest
 from service.realtime.local.script import ErrorSpec, FunctionCall, Script, Turn
 from service.realtime.local.testing import SessionDriver as Driver
 from service.realtime.local.testing import audio_bytes, b64, only, types
-from tests.support.local_session import PCMU, Event, silence, speech  # noqa: F401
+from tests.support.local_session import PCMU
 
 # -- session.created / session.update (B.1) -------------------------------------------------
 
