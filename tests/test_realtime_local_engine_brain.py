@@ -11,6 +11,7 @@ import numpy as np
 import orjson
 import pytest
 
+from service.audio.vad import EnergyVad, SpeechStarted, SpeechStopped
 from service.realtime.local.engine import BrainRequest, Decision, SpeechEngine, SpeechScript
 from service.realtime.local.engine.hotline_brain import GOODBYE, HotlineBrain
 from service.realtime.local.engine.llm_brain import LlmBrain, LlmConfig, chat_messages, llm_config
@@ -25,7 +26,6 @@ from service.realtime.local.engine.tts import (
 )
 from service.realtime.local.script import ResponseRequest
 from service.realtime.local.testing import SessionDriver, only
-from service.realtime.local.vad import EnergyVad, SpeechStarted, SpeechStopped
 
 ALL_TOOLS = tuple(
     {"type": "function", "name": n, "description": n, "parameters": {"type": "object"}}

@@ -16,9 +16,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from service.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
+from service.audio.vad import EnergyVad, SpeechStarted
 from service.realtime.local import LocalRealtimeServer, Script, SyntheticVoice, Turn
 from service.realtime.local.protocol import validate_server_event
-from service.realtime.local.vad import EnergyVad, SpeechStarted
 
 KEY = "sk-local-test-key"
 PCMU = {"type": "audio/pcmu"}

@@ -18,6 +18,8 @@ import structlog
 
 from service.agent.tools import ToolContext, ToolRegistry
 from service.audio.transcode import PcmToUlaw, UlawToPcm
+from service.audio.vad import EnergyVad
+from service.audio.vad import SpeechStarted as LocalSpeechStarted
 from service.calls.dtmf import DtmfCollector
 from service.calls.ear import EarLatency
 from service.calls.playback import PlaybackLedger
@@ -40,8 +42,6 @@ from service.realtime.events import (
     ToolCallRequested,
     Transcript,
 )
-from service.realtime.local.vad import EnergyVad
-from service.realtime.local.vad import SpeechStarted as LocalSpeechStarted
 from service.realtime.session import ModelSession
 from service.store.audit import ToolAudit
 from service.store.calls import CallStore

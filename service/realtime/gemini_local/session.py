@@ -31,11 +31,11 @@ from typing import Any
 import orjson
 import structlog
 
+from service.audio.vad import EnergyVad, VadParams
+from service.audio.vad import SpeechStarted as VadStarted
 from service.realtime.gemini_local.conformance import ConformanceError, check_client_message
 from service.realtime.gemini_local.script import GeminiScript, GeminiTurn
 from service.realtime.gemini_local.state import Conversation, HandleBook
-from service.realtime.local.vad import EnergyVad, VadParams
-from service.realtime.local.vad import SpeechStarted as VadStarted
 
 __all__ = ["CloseRequest", "GeminiPeerSession", "duration_string"]
 

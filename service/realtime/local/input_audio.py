@@ -15,11 +15,11 @@ import binascii
 import math
 from typing import TYPE_CHECKING, Any
 
+from service.audio.vad import EnergyVad, SpeechStarted, VadEvent, VadParams
 from service.realtime.local.config import PCM_RATE, audio_format
 from service.realtime.local.conversation import Conversation, Item
 from service.realtime.local.protocol import IdFactory, ProtocolError
 from service.realtime.local.script import Script, Trigger
-from service.realtime.local.vad import EnergyVad, SpeechStarted, VadEvent, VadParams
 
 if TYPE_CHECKING:
     from service.realtime.local.engine.engine import EngineSession

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 import structlog
 
+from service.audio.vad import VadParams
 from service.realtime.local.config import check_ranges, default_session, merge_session
 from service.realtime.local.conversation import Conversation
 from service.realtime.local.engine.base import BrainRequest
@@ -40,7 +41,6 @@ from service.realtime.local.protocol import (
 )
 from service.realtime.local.response import ActiveResponse
 from service.realtime.local.script import ResponseRequest, Script, Trigger
-from service.realtime.local.vad import VadParams
 
 __all__ = ["CloseRequest", "RealtimeSession"]
 

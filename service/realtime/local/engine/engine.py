@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from service.audio.vad import EnergyVad, VadParams
 from service.realtime.local.engine.background import Prefetch, Waker
 from service.realtime.local.engine.base import (
     Brain,
@@ -29,7 +30,6 @@ from service.realtime.local.engine.base import (
     StreamingVoice,
     Transcriber,
 )
-from service.realtime.local.vad import EnergyVad, VadParams
 
 __all__ = ["AudioRing", "EngineSession", "SpeechEngine"]
 

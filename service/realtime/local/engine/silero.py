@@ -22,8 +22,8 @@ from __future__ import annotations
 import numpy as np
 import soxr
 
+from service.audio.vad import EnergyVad, VadEvent, VadParams
 from service.realtime.local.engine.models import silero_session
-from service.realtime.local.vad import EnergyVad, VadEvent, VadParams
 
 __all__ = ["SileroVad"]
 

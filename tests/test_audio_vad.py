@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from service.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
-from service.realtime.local.vad import (
+from service.audio.vad import (
     EnergyVad,
     SpeechStarted,
     SpeechStopped,

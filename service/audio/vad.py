@@ -1,4 +1,5 @@
-"""Sans-I/O energy VAD standing in for the server VAD of ``turn_detection`` (B.1, B.4).
+"""Sans-I/O energy VAD: the local server's ``turn_detection`` (B.1, B.4), and the worker's
+own ear for barge-in over audio a model has finished sending (Gemini).
 
 Time is the *input audio* clock: milliseconds of audio written since the session started,
 computed from sample counts, never from the wall clock (B.4: "ms measured on the input stream
