@@ -102,7 +102,11 @@ async def scripted_call(phone: Softphone, result: CallResult) -> None:
 
 
 async def one_call(
-    delay: float, base_url: str, token: str, seconds: float, client: httpx.AsyncClient,
+    delay: float,
+    base_url: str,
+    token: str,
+    seconds: float,
+    client: httpx.AsyncClient,
     phones: list[Softphone],
 ) -> CallResult:
     await asyncio.sleep(delay)
@@ -296,8 +300,13 @@ def run_row(mode: str, n: int, seconds: float, redis_url: str, log_dir: Path) ->
     token = secrets.token_hex(16)
     base_url = f"http://127.0.0.1:{svc_port}"
     common = {"LOG_LEVEL": "warning", "LOG_FORMAT": "json"}
+    # The model stands in for a cloud service: scripted replies, so this bench measures the
+    # bridge, not the offline speech engine (bench/offline_engine.py does that).
     model = _procs.start(
-        f"model-{mode}-{n}", ["realtime-server", "--port", str(model_port)], common, log_dir
+        f"model-{mode}-{n}",
+        ["realtime-server", "--port", str(model_port)],
+        {**common, "LOCAL_ENGINE": "synthetic"},
+        log_dir,
     )
     svc: _procs.Proc | None = None
     try:
