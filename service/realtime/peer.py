@@ -7,6 +7,7 @@ Subclasses provide ``_handle`` (one connection), ``_check_request`` (the handsha
 
 from __future__ import annotations
 
+import asyncio
 from types import TracebackType
 from typing import Self
 
@@ -61,6 +62,15 @@ class LoopbackPeer:
         if self._server is None:
             await self.start()
         return self
+
+    async def serve_forever(self, host: str, port: int, banner: str) -> None:
+        """Listen until cancelled (Ctrl-C), printing ``banner`` with the URL once up."""
+        await self.start(host, port)
+        print(f"{banner} on {self.url}", flush=True)
+        try:
+            await asyncio.Future()  # until cancelled
+        finally:
+            await self.stop()
 
     async def __aexit__(
         self,

@@ -161,12 +161,7 @@ class LocalGeminiServer(LoopbackPeer):
 
 async def _serve_forever(host: str, port: int, api_key: str | None, script: GeminiScript) -> None:
     server = LocalGeminiServer(script, api_key=api_key, strict=False)
-    await server.start(host, port)
-    print(f"Local Gemini Live peer on {server.url}", flush=True)
-    try:
-        await asyncio.Future()  # until cancelled (Ctrl-C)
-    finally:
-        await server.stop()
+    await server.serve_forever(host, port, "Local Gemini Live peer")
 
 
 def main(

@@ -243,17 +243,12 @@ class LocalRealtimeServer(LoopbackPeer):
 
 
 async def _serve_forever(host: str, port: int, api_key: str | None, script: Script) -> None:
-    server = LocalRealtimeServer(script, api_key=api_key, strict=False)
     engine = getattr(script, "engine", None)
     if engine is not None:  # load the models before the first call, not during it
         print("Loading the local speech engine's models…", flush=True)
         await asyncio.to_thread(engine.warm)
-    await server.start(host, port)
-    print(f"Local OpenAI Realtime (GA) server on {server.url}", flush=True)
-    try:
-        await asyncio.Future()  # until cancelled (Ctrl-C)
-    finally:
-        await server.stop()
+    server = LocalRealtimeServer(script, api_key=api_key, strict=False)
+    await server.serve_forever(host, port, "Local OpenAI Realtime (GA) server")
 
 
 def main(
