@@ -34,6 +34,8 @@ import orjson
 import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from service.agent.schema import docstring_summary, plain_schema
+
 __all__ = [
     "REDACTED",
     "CallIdLedger",
@@ -152,7 +154,7 @@ def build_spec(
         raise ValueError(f"tool name {tool_name!r} must match {_NAME.pattern}")
     if timeout <= 0:
         raise ValueError(f"tool {tool_name}: timeout must be positive")
-    summary = _summary(inspect.getdoc(fn) or "")
+    summary = docstring_summary(inspect.getdoc(fn) or "")
     if not summary:
         raise ValueError(f"tool {tool_name} needs a docstring (the model reads it)")
     hints = get_type_hints(fn, include_extras=True)
@@ -175,7 +177,7 @@ def build_spec(
             __config__=ConfigDict(extra="forbid", coerce_numbers_to_str=True),
             **fields,
         )
-        schema = _plain_schema(model.model_json_schema())
+        schema = plain_schema(model.model_json_schema())
     return ToolSpec(
         name=tool_name,
         description=summary,
@@ -187,44 +189,6 @@ def build_spec(
         args_model=model,
         ctx_param=ctx_param,
     )
-
-
-def _summary(doc: str) -> str:
-    """The docstring's first paragraph, as one line."""
-    return " ".join(doc.split("\n\n", 1)[0].split())
-
-
-def _plain_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """Pydantic's schema without titles and with ``$defs`` inlined (models handle a
-    self-contained schema best; recursive types are refused rather than looped on)."""
-    defs = schema.get("$defs", {})
-
-    def clean(node: Any, seen: tuple[str, ...]) -> Any:
-        if isinstance(node, list):
-            return [clean(item, seen) for item in node]
-        if not isinstance(node, dict):
-            return node
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/$defs/"):
-            target = ref.removeprefix("#/$defs/")
-            if target in seen:
-                raise ValueError(f"recursive type {target} cannot be inlined in a tool schema")
-            merged = {**defs[target], **{k: v for k, v in node.items() if k != "$ref"}}
-            return clean(merged, (*seen, target))
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            if key in ("title", "$defs"):
-                continue
-            if key == "properties":  # keys here are field names, not keywords
-                out[key] = {name: clean(sub, seen) for name, sub in value.items()}
-            else:
-                out[key] = clean(value, seen)
-        return out
-
-    plain = clean(schema, ())
-    plain.setdefault("properties", {})
-    plain["additionalProperties"] = False
-    return plain
 
 
 class ToolRegistry:
