@@ -318,14 +318,7 @@ class ActiveResponse(EngineOutputs):
         output.total_ms = total
         ref = {"response_id": self.id, "item_id": output.item.id, "output_index": output.index}
         audio = "audio" in self.modalities
-        part = {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}
-        yield self._event("response.content_part.added", **ref, content_index=0, part=part)
-        # From here the stored item has its part, so truncate/retrieve see it mid-stream.
-        output.item.data["content"] = [
-            {"type": "output_audio", "transcript": ""}
-            if audio
-            else {"type": "output_text", "text": ""}
-        ]
+        yield from self._add_content_part(output, ref, audio)
         if not audio:
             for i in range(words_due(len(output.words), self.turn.audio_ms, total)):
                 output.words_sent = i + 1

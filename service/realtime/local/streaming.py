@@ -117,13 +117,7 @@ class EngineOutputs:
         output = self.outputs[-1]
         ref = {"response_id": self.id, "item_id": output.item.id, "output_index": output.index}
         audio = "audio" in self.modalities
-        part = {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}
-        yield self._event("response.content_part.added", **ref, content_index=0, part=part)
-        output.item.data["content"] = [
-            {"type": "output_audio", "transcript": ""}
-            if audio
-            else {"type": "output_text", "text": ""}
-        ]
+        yield from self._add_content_part(output, ref, audio)
         if audio:
             output.word_starts = []
             yield from self._stream_speech(output, ref, text)
@@ -134,6 +128,17 @@ class EngineOutputs:
                 delta = word if i == 0 else " " + word
                 yield self._event("response.output_text.delta", **ref, content_index=0, delta=delta)
         yield from self._finish(output, "incomplete" if output.stopped else "completed")
+
+    def _add_content_part(self, output: Output, ref: dict[str, Any], audio: bool) -> Iterator[Step]:
+        """B.4 ``response.content_part.added``; from here the stored item has its part, so
+        truncate and retrieve see it mid-stream."""
+        part = {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}
+        yield self._event("response.content_part.added", **ref, content_index=0, part=part)
+        output.item.data["content"] = [
+            {"type": "output_audio", "transcript": ""}
+            if audio
+            else {"type": "output_text", "text": ""}
+        ]
 
     # -- speech of unknown length ---------------------------------------------------------
     @staticmethod
