@@ -56,7 +56,7 @@ import _procs
 
 from service.demo import CALLER_VOICE
 from service.logging import configure_logging
-from service.softphone import CallSummary, Softphone
+from service.peers.twilio import CallSummary, Softphone
 
 RAMP_S = 2.0
 SAMPLE_S = 0.5

@@ -39,14 +39,14 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from service.audio.g711 import pcm16_to_ulaw
+from service.audio.synthetic import SyntheticVoice
 from service.audio.transcode import PcmToUlaw, UlawToPcm
 from service.logging import configure_logging
+from service.peers.gemini_live import GeminiScript, GeminiTurn, LocalGeminiServer
 from service.realtime.config import SessionConfig
 from service.realtime.events import AgentAudio, ModelClosed
-from service.realtime.gemini import GeminiLiveProtocol
-from service.realtime.gemini_local import GeminiScript, GeminiTurn, LocalGeminiServer
-from service.realtime.gemini_session import GeminiLiveSession
-from service.realtime.local.voice import SyntheticVoice
+from service.realtime.gemini.connection import GeminiLiveSession
+from service.realtime.gemini.protocol import GeminiLiveProtocol
 
 REPEATS = 5
 CALLER = b"".join(SyntheticVoice(seed=3).synthesize("caller words here", 1200, 8000))

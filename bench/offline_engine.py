@@ -43,8 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._procs import Proc, free_port, rss_bytes, start, wait_tcp
 from service.audio.g711 import pcm16_to_ulaw
-from service.realtime.local.engine.stt import WhisperTranscriber
-from service.realtime.local.engine.tts import PiperStreamingVoice
+from service.modelserver.engine.stt import WhisperTranscriber
+from service.modelserver.engine.tts import PiperStreamingVoice
 
 CALLS = 5
 TURNS = [  # (what the caller says, a word the right reply contains)

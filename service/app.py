@@ -1,110 +1,27 @@
-"""The Starlette application: routes, and a lifespan that owns Redis and the live calls."""
+"""The Starlette application: routes, and a lifespan that builds and releases ``Services``."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST
-from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from service.agent.catalog import builtin_tools, profiles_from_settings
 from service.agent.hotline.orders import seed_orders
-from service.agent.profiles import AgentProfile, Profiles
-from service.agent.telephony import TwilioCalls
-from service.agent.tools import ToolRegistry
-from service.calls.registry import CallRegistry
-from service.calls.timing import ServiceTimings
-from service.calls.worker import CallWorker
-from service.logging import redact_secrets
-from service.metrics import Metrics
-from service.realtime.backends import model_secrets
-from service.realtime.prewarm import PrewarmedSessions
+from service.services import Services, build_services
 from service.settings import Settings
-from service.store import connect_redis
-from service.store.audit import ToolAudit
-from service.store.calls import CallStore
-from service.store.writer import StoreWriter
-from service.telephony.twilio.security import SignatureChecker, StreamTokens
 from service.telephony.twilio.stream import MEDIA_PATH, run_media_stream
 from service.telephony.twilio.webhooks import status_callback, voice_webhook
 
-__all__ = ["Services", "create_app"]
+__all__ = ["Services", "create_app"]  # Services: re-exported for older imports
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass
-class Services:
-    """Everything a request or a call needs, built once per process by the lifespan."""
-
-    settings: Settings
-    redis: Redis
-    embedded_redis: bool
-    writer: StoreWriter
-    store: CallStore
-    signatures: SignatureChecker
-    tokens: StreamTokens
-    calls: CallRegistry[CallWorker] = field(default_factory=CallRegistry)
-    metrics: Metrics = field(default_factory=Metrics)
-    timings: ServiceTimings = field(default_factory=ServiceTimings)
-    prewarmed: PrewarmedSessions = field(default_factory=PrewarmedSessions)
-    profiles: Profiles = field(default_factory=Profiles)
-    tools: ToolRegistry = field(default_factory=builtin_tools)
-    audit: ToolAudit | None = None
-    twilio_calls: TwilioCalls | None = None
-
-    def call_tools(self, profile: AgentProfile) -> ToolRegistry:
-        """The tools a call on ``profile`` may use (checked against the catalogue at start)."""
-        return self.tools.subset(profile.tools)
-
-    draining: bool = False
-
-
-def build_services(settings: Settings) -> Services:
-    auth_token = settings.twilio_auth_token.get_secret_value()
-    token_secret = settings.stream_token_secret.get_secret_value() or auth_token
-    redact_secrets(auth_token, token_secret, *model_secrets(settings))
-    redis, embedded = connect_redis(settings.redis_url)
-    writer = StoreWriter(redis, max_pending=settings.store_max_pending)
-    store = CallStore(
-        redis, writer, prefix=settings.redis_key_prefix, ttl_seconds=settings.call_ttl_seconds
-    )
-    metrics = Metrics()
-    metrics.watch_store(writer.stats)
-    return Services(
-        settings=settings,
-        metrics=metrics,
-        timings=ServiceTimings(metrics=metrics),
-        redis=redis,
-        embedded_redis=embedded,
-        writer=writer,
-        store=store,
-        signatures=SignatureChecker(auth_token, enforced=settings.signatures_enforced),
-        tokens=StreamTokens(token_secret, ttl_seconds=settings.stream_token_ttl_seconds),
-        prewarmed=PrewarmedSessions(timeout=settings.prewarm_timeout_seconds),
-        profiles=profiles_from_settings(settings),
-        audit=ToolAudit(
-            writer,
-            prefix=settings.redis_key_prefix,
-            call_ttl_seconds=settings.call_ttl_seconds,
-            global_maxlen=settings.audit_maxlen,
-        ),
-        twilio_calls=(
-            TwilioCalls(
-                settings.twilio_account_sid, auth_token, base_url=settings.twilio_api_base_url
-            )
-            if settings.twilio_account_sid and auth_token
-            else None
-        ),
-    )
 
 
 async def healthz(request: Request) -> Response:
@@ -198,12 +115,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield
         finally:
-            services.draining = True
-            await services.prewarmed.close()
-            if services.twilio_calls is not None:
-                await services.twilio_calls.aclose()
-            await services.writer.close(timeout=5.0)
-            await services.redis.aclose()
+            await services.aclose()
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),

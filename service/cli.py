@@ -7,29 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 
 from service.logging import configure_logging
 from service.settings import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-
-
-def uvicorn_config(settings: Settings, *, host: str, port: int) -> uvicorn.Config:
-    from service.app import create_app
-
-    return uvicorn.Config(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_config=None,  # our structlog set-up owns the root logger
-        # Base64 audio barely compresses; deflate would only cost CPU on every frame.
-        ws_per_message_deflate=False,
-        ws_max_size=1 << 20,
-        lifespan="on",
-        # After our own drain (service/drain.py) anything left is a straggler.
-        timeout_graceful_shutdown=5,
-    )
 
 
 @app.command()
@@ -40,7 +22,7 @@ def serve(
     """Run the service (uvicorn)."""
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level)
-    from service.drain import DrainingServer
+    from service.serving import DrainingServer, uvicorn_config
 
     config = uvicorn_config(settings, host=host or settings.host, port=port or settings.port)
     DrainingServer(config, drain_timeout=settings.drain_timeout_seconds).run()
@@ -60,7 +42,7 @@ def call(
     ] = None,
 ) -> None:
     """Place one call as Twilio would (webhook, signed stream, real-time audio)."""
-    from service.softphone.client import place_call
+    from service.peers.twilio.client import place_call
 
     settings = Settings()
     configure_logging(settings.log_format, "warning")
@@ -90,7 +72,7 @@ def realtime_server(
     ] = None,
 ) -> None:
     """Run the local OpenAI-Realtime-compatible server (GA protocol) for offline use."""
-    from service.realtime.local.server import main as serve_realtime
+    from service.modelserver.server import main as serve_realtime
 
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level)

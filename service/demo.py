@@ -11,24 +11,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
-from service.app import Services, create_app
+from service.audio.synthetic import SyntheticVoice
 from service.logging import configure_logging
-from service.realtime.local.hotline_script import HotlineScript
-from service.realtime.local.script import ResponseRequest, Script, Turn
-from service.realtime.local.server import LocalRealtimeServer
-from service.realtime.local.voice import SyntheticVoice
+from service.modelserver.hotline_script import HotlineScript
+from service.modelserver.script import ResponseRequest, Script, Turn
+from service.modelserver.server import LocalRealtimeServer
+from service.peers.twilio import CallSummary, Softphone
+from service.serving import RunningService, free_port
 from service.settings import Settings
-from service.softphone import CallSummary, Softphone
 
-__all__ = ["ConversationResult", "RunningService", "converse", "free_port", "run_demo"]
+__all__ = ["ConversationResult", "converse", "run_demo"]
 
 CALLER_VOICE = SyntheticVoice(seed=7, level_dbfs=-16.0)
 DEMO_SCRIPT = Script(
@@ -53,47 +50,6 @@ class DemoHotlineScript(HotlineScript):
         if request.index <= 1:
             return super().caller_turn(request)
         return Turn(text="Of course. It's coming with UPS. Anything else I can help with?")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class RunningService:
-    """Serve the app with uvicorn on 127.0.0.1 inside the current event loop."""
-
-    def __init__(self, settings: Settings, port: int) -> None:
-        from service.cli import uvicorn_config
-
-        self.app = create_app(settings)
-        config = uvicorn_config(settings, host="127.0.0.1", port=port)
-        config.app = self.app
-        self.server = uvicorn.Server(config)
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        self.base_url = f"http://127.0.0.1:{port}"
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def services(self) -> Services:
-        return self.app.state.services
-
-    async def __aenter__(self) -> RunningService:
-        self._task = asyncio.create_task(self.server.serve())
-        while not self.server.started:
-            if self._task.done():
-                # uvicorn exits (SystemExit) when the lifespan fails; its log says why.
-                with contextlib.suppress(BaseException):
-                    self._task.result()
-                raise RuntimeError("the service stopped during start-up")
-            await asyncio.sleep(0.02)
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        self.server.should_exit = True
-        if self._task is not None:
-            await self._task
 
 
 @dataclass
@@ -178,7 +134,7 @@ def _speech_engine(settings: Settings) -> Any:
     if settings.local_engine == "synthetic":
         return None
     try:
-        from service.realtime.local.engine import speech_engine
+        from service.modelserver.engine import speech_engine
     except ImportError:
         return None
     try:
@@ -200,8 +156,8 @@ async def run_demo(*, seconds: float = 12.0, record: Path = Path("demo-call.wav"
         if base.realtime_backend == "local":
             engine = _speech_engine(base)
             if engine is not None:
-                from service.realtime.local.engine import SpeechScript
-                from service.realtime.local.engine.tts import speak
+                from service.modelserver.engine import SpeechScript
+                from service.modelserver.engine.tts import speak
 
                 print("Loading the offline speech models (Whisper tiny.en, Piper)…")
                 await asyncio.to_thread(engine.warm)

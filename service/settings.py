@@ -64,8 +64,11 @@ class Settings(BaseSettings):
     vad_idle_timeout_ms: int | None = None
     input_transcription_model: str = ""
     model_ready_timeout_seconds: float = 5.0
+    # A response.create the model neither starts nor refuses within this is asked once more,
+    # then given up (service/calls/responses.py): later tool answers must not wait forever.
+    response_ack_timeout_seconds: float = Field(5.0, gt=0)
 
-    # --- The local engine (python -m service realtime-server; service/realtime/local/) ----------
+    # --- The local engine (python -m service realtime-server; service/modelserver/) ----------
     local_engine: Literal["", "speech", "synthetic"] = Field(
         "", description="Empty: speech if the [local] extra is installed, else synthetic."
     )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -9,11 +10,27 @@ import redis.asyncio as aioredis
 from tests.support.redis_server import RedisServer
 
 if TYPE_CHECKING:
-    from service.demo import RunningService
-    from service.realtime.local.server import LocalRealtimeServer
-    from service.realtime.local.testing import SessionDriver
+    from service.modelserver.server import LocalRealtimeServer
+    from service.serving import RunningService
+    from tests.support.session_driver import SessionDriver
 
 TEST_AUTH_TOKEN = "test-auth-token-0123456789abcdef"
+E2E = Path(__file__).parent / "e2e"
+# Fixtures that mean real sockets (a Redis server, the service, a local peer).
+NETWORK_FIXTURES = frozenset(
+    {"redis_server", "own_redis_server", "redis_client", "make_service", "local_model"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``e2e``: whole-service tests under tests/e2e/; ``network``: anything on real sockets.
+    ``make unit`` runs the rest: the socket-free suite."""
+    for item in items:
+        if E2E in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.network)
+        elif NETWORK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.network)
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +64,7 @@ async def make_service(
     redis_server: RedisServer,
 ) -> AsyncIterator[Callable[..., Awaitable[RunningService]]]:
     """Start the real app under uvicorn on 127.0.0.1 (a free port), against a real Redis."""
-    from service.demo import RunningService, free_port
+    from service.serving import RunningService, free_port
     from service.settings import Settings
 
     started: list[RunningService] = []
@@ -82,8 +99,8 @@ async def local_model() -> AsyncIterator[Callable[..., Awaitable[LocalRealtimeSe
     test is checked against the ``openai`` SDK's GA types (strictly) at teardown."""
     import dataclasses
 
-    from service.realtime.local.script import Script
-    from service.realtime.local.server import LocalRealtimeServer
+    from service.modelserver.script import Script
+    from service.modelserver.server import LocalRealtimeServer
     from tests.support.conformance import check_openai_client_event
 
     received: list[dict] = []
@@ -108,6 +125,6 @@ async def local_model() -> AsyncIterator[Callable[..., Awaitable[LocalRealtimeSe
 @pytest.fixture
 def d() -> Iterator[SessionDriver]:
     """A sans-I/O local Realtime session on a simulated clock (tests/support/local_session.py)."""
-    from service.realtime.local.testing import SessionDriver
+    from tests.support.session_driver import SessionDriver
 
     yield SessionDriver()

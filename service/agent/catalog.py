@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from service.agent.call_control import end_call, transfer_call
 from service.agent.hotline.tools import hotline_registry
 from service.agent.profiles import AgentProfile, Profiles, load_profiles
-from service.agent.telephony import end_call, transfer_call
 from service.agent.tools import ToolRegistry, build_spec
 from service.settings import Settings
 

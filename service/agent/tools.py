@@ -28,16 +28,19 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_type_hints
+from typing import Any, Literal, Protocol, get_type_hints
 
 import orjson
 import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from redis.asyncio import Redis
 
 from service.agent.schema import docstring_summary, plain_schema
+from service.telephony.numbers import TransferPolicy
 
 __all__ = [
     "REDACTED",
+    "CallControl",
     "CallIdLedger",
     "ToolContext",
     "ToolOutcome",
@@ -68,16 +71,35 @@ _MESSAGES: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
+class CallControl(Protocol):
+    """What a tool may do to the call itself; the call worker implements it."""
+
+    async def hang_up(self, reason: str) -> None:
+        """End the call (after whatever is playing has been heard)."""
+        ...
+
+    async def transfer(self, target: str) -> None:
+        """Move the call to a validated target; raises ``CarrierError`` if the carrier can't."""
+        ...
+
+
+@dataclass
 class ToolContext:
-    """What a tool may use; built per call by the worker. ``state`` is the per-call scratch
-    dict (mutable, shared by every tool call of that call; e.g. verified orders)."""
+    """What a tool may use; built per call by the call factory. ``state`` is the per-call
+    scratch dict (shared by every tool call of that call; e.g. verified orders). ``call`` is
+    set by the worker that runs the call."""
 
     call_sid: str
-    redis: Any  # a redis.asyncio client, or None
+    redis: Redis | None
     key_prefix: str = ""
     state: dict[str, Any] = field(default_factory=dict)
-    services: Any = None  # opaque handle for telephony tools (end_call, transfer_call)
+    transfer_policy: TransferPolicy = field(default_factory=TransferPolicy)
+    call: CallControl | None = None
+
+    def control(self) -> CallControl:
+        if self.call is None:
+            raise RuntimeError("this tool needs a live call, and the context has none")
+        return self.call
 
 
 @dataclass(frozen=True)

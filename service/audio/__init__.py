@@ -1,1 +1,2 @@
-"""Audio for the phone line: G.711 μ-law ↔ PCM16 and streaming resampling."""
+"""Audio for the phone line: G.711 μ-law ↔ PCM16, streaming resampling, an energy VAD, WAV
+helpers and the synthetic voice. The bottom layer: it imports nothing else from ``service``."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["EnergyVad", "SpeechStarted", "SpeechStopped", "VadParams", "threshold_dbfs"]
+__all__ = ["EnergyVad", "VadParams", "VoiceStarted", "VoiceStopped", "threshold_dbfs"]
 
 
 @dataclass(frozen=True)
@@ -29,18 +29,18 @@ class VadParams:
 
 
 @dataclass(frozen=True)
-class SpeechStarted:
+class VoiceStarted:
     audio_start_ms: int  # where speech began minus prefix padding, clamped at 0
     detected_ms: int  # input clock when the VAD decided
 
 
 @dataclass(frozen=True)
-class SpeechStopped:
+class VoiceStopped:
     audio_end_ms: int  # end of the confirming silence (= last voiced frame + silence duration)
     speech_end_ms: int  # end of the last voiced frame
 
 
-VadEvent = SpeechStarted | SpeechStopped
+VadEvent = VoiceStarted | VoiceStopped
 
 
 def threshold_dbfs(threshold: float) -> float:
@@ -143,7 +143,7 @@ class EnergyVad:
                     self._run_ms = 0
                     self._last_voiced_end_ms = end
                     start = max(0.0, self._run_start_ms - self.params.prefix_padding_ms)
-                    return SpeechStarted(int(start), int(end))
+                    return VoiceStarted(int(start), int(end))
             else:
                 self._run_ms = 0
         elif held:
@@ -154,7 +154,7 @@ class EnergyVad:
             if self._run_ms >= self.params.silence_duration_ms:
                 self.in_speech = False
                 self._run_ms = 0
-                return SpeechStopped(int(end), int(self._last_voiced_end_ms))
+                return VoiceStopped(int(end), int(self._last_voiced_end_ms))
         return None
 
     @property

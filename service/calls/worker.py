@@ -1,9 +1,10 @@
 """The call worker: one per call, the only place that decides what a call does.
 
 The carrier edge hands it neutral ``CallerEvent``s and a ``send`` coroutine for neutral
-commands; the model edge hands it ``ModelEvent``s. Turn-taking policy lives here and only
-here: when the agent speaks first, what a barge-in does (DESIGN.md "Barge-in, precisely"),
-what happens when the model goes away. Everything it records goes through the non-blocking
+commands (play, mark, clear, hang up, transfer); the model edge hands it ``ModelEvent``s.
+Turn-taking policy lives here and only here: when the agent speaks first, what a barge-in
+does (DESIGN.md "Barge-in, precisely"), what happens when the model goes away. It is also the
+``CallControl`` its tools act through. Everything it records goes through the non-blocking
 call store: nothing on the audio path awaits Redis.
 """
 
@@ -18,13 +19,12 @@ import structlog
 
 from service.agent.tools import ToolContext, ToolRegistry
 from service.audio.transcode import PcmToUlaw, UlawToPcm
-from service.audio.vad import EnergyVad
-from service.audio.vad import SpeechStarted as LocalSpeechStarted
+from service.audio.vad import EnergyVad, VoiceStarted
 from service.calls.dtmf import DtmfCollector
 from service.calls.ear import EarLatency
 from service.calls.playback import PlaybackLedger
 from service.calls.timing import ServiceTimings
-from service.calls.tool_calls import ToolCoordinator
+from service.calls.tools import CallLater, ToolCoordinator
 from service.metrics import Metrics
 from service.realtime.events import (
     ULAW_8K,
@@ -34,6 +34,7 @@ from service.realtime.events import (
     ModelError,
     ModelEvent,
     ResponseDone,
+    ResponseRefused,
     ResponseStarted,
     SessionResumed,
     SpeechStarted,
@@ -57,16 +58,16 @@ from service.telephony.events import (
     MarkPlayed,
     PlaceMark,
     PlayAudio,
+    Transfer,
 )
 
-__all__ = ["CallWorker", "CommandSink", "ModelSession"]
+__all__ = ["CallWorker", "CommandSink"]
 
 CommandSink = Callable[[CallerCommand], Awaitable[None]]
 log = structlog.get_logger(__name__)
 
 # Errors the protocol itself calls benign races (protocols.md B.4, F.6): logged, not alarming.
 BENIGN_MODEL_ERRORS = frozenset({"response_cancel_not_active", "invalid_value"})
-HANGUP_AT_CARRIER = frozenset({"drain_timeout"})
 DRAIN_GOODBYE = (
     "We have to end this call now for maintenance. Apologise briefly, say the caller can "
     "call back in a minute, and say goodbye. Keep it to one or two short sentences."
@@ -89,7 +90,7 @@ class CallWorker:
         *,
         store: CallStore,
         send: CommandSink,
-        model: ModelSession | None = None,
+        model: ModelSession,
         backend: str = "none",
         profile: str = "",
         greeting: str | None = None,
@@ -101,9 +102,10 @@ class CallWorker:
         audit: ToolAudit | None = None,
         filler_ms: int = 700,
         dtmf_pause_ms: int = 2000,
+        response_ack_timeout: float = 5.0,
+        call_later: CallLater | None = None,
     ) -> None:
         self.call_sid = started.call_sid
-        self.stream_sid = started.stream_sid
         self.store = store
         self.send = send
         self.model = model
@@ -130,55 +132,52 @@ class CallWorker:
         self._playback_vad: EnergyVad | None = None
         self.dtmf_pause_ms = dtmf_pause_ms
         self.dtmf = DtmfCollector(dtmf_pause_ms / 1000, self._send_digits)
-        self.tool_calls = (
-            ToolCoordinator(
-                call_sid=self.call_sid,
-                registry=tools or ToolRegistry(),
-                ctx=tool_context or ToolContext(call_sid=self.call_sid, redis=None),
-                model=model,
-                ledger=self.ledger,
-                audit=audit,
-                metrics=self.metrics,
-                filler_ms=filler_ms,
-                hang_up=self._end_call,
-                clock=clock,
-            )
-            if model is not None
-            else None
+        context = tool_context or ToolContext(call_sid=self.call_sid, redis=None)
+        context.call = self  # tools end or move the call through this worker
+        self.tool_calls = ToolCoordinator(
+            call_sid=self.call_sid,
+            registry=tools or ToolRegistry(),
+            ctx=context,
+            model=model,
+            ledger=self.ledger,
+            audit=audit,
+            metrics=self.metrics,
+            filler_ms=filler_ms,
+            hang_up=self.hang_up,
+            clock=clock,
+            ack_timeout=response_ack_timeout,
+            call_later=call_later,
         )
-        params = started.parameters
         store.call_started(
             self.call_sid,
-            direction=params.get("direction", "inbound"),
-            from_=params.get("from", ""),
-            to=params.get("to", ""),
-            stream_sid=self.stream_sid,
+            direction=started.direction,
+            from_=started.from_number,
+            to=started.to_number,
             backend=backend,
-            account_sid=started.account_sid,
             profile=profile,
+            carrier=started.carrier,
+            # The carrier's own ids (Twilio: stream_sid, account_sid); empty ones are skipped.
+            **{name: value or None for name, value in started.carrier_fields.items()},
         )
 
     # --- life cycle -------------------------------------------------------------------------
 
     def start(self) -> None:
         """Open the model session in the background; caller audio is held until it is up."""
-        if self.model is not None:
-            self._tasks.append(asyncio.create_task(self._run_model(self.model)))
+        self._tasks.append(asyncio.create_task(self._run_model(self.model)))
 
     async def _run_model(self, model: ModelSession) -> None:
         try:
             await model.open(self.greeting)
         except Exception as exc:
             log.warning("model session failed to open", error=str(exc))
-            self.store.append_event(
-                self.call_sid, "error", reason="model_unavailable", detail=str(exc)
-            )
-            await self._end_call("model_unavailable")
+            self._record("error", reason="model_unavailable", detail=str(exc))
+            await self._end_call("model_unavailable", failed=True)
             return
         fmt, input_fmt = model.audio_format, model.input_format
         if input_fmt != ULAW_8K:
             self._to_model = UlawToPcm(input_fmt.sample_rate)
-            if not getattr(model, "detects_speech_during_playback", True):
+            if not model.detects_speech_during_playback:
                 self._playback_vad = EnergyVad(input_fmt.sample_rate)
         if fmt != ULAW_8K:
             self._to_caller = PcmToUlaw(fmt.sample_rate)
@@ -196,12 +195,11 @@ class CallWorker:
         except Exception:
             # No exception escapes a call's tasks: the call ends with a reason instead.
             log.exception("model event handling failed")
-            await self._end_call("internal_error")
+            await self._end_call("internal_error", failed=True)
 
     async def close(self) -> None:
         self.dtmf.close()
-        if self.tool_calls is not None:
-            await self.tool_calls.close()
+        await self.tool_calls.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -209,18 +207,17 @@ class CallWorker:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
-        if self.model is not None:
-            try:
-                await self.model.close()
-            except Exception:
-                log.warning("model close failed", exc_info=True)
+        try:
+            await self.model.close()
+        except Exception:
+            log.warning("model close failed", exc_info=True)
 
     async def end_politely(self, reason: str, *, limit_s: float = 8.0) -> None:
         """End the call from our side (draining): a goodbye if the model is up, then hang up.
 
         Bounded: whatever the model does, the call is over after ``limit_s``.
         """
-        if self.tool_calls is not None and self.model_ready:
+        if self.model_ready:
             await self.tool_calls.farewell(reason, DRAIN_GOODBYE)
             try:
                 async with asyncio.timeout(limit_s):
@@ -230,26 +227,27 @@ class CallWorker:
                 log.warning("goodbye did not finish in time; hanging up", limit_s=limit_s)
         await self._end_call(reason)
 
-    async def _end_call(self, reason: str) -> None:
+    async def _end_call(self, reason: str, *, failed: bool = False) -> None:
+        """Hang up once; ``failed`` lets the carrier run its fallback (Twilio's apology)."""
+        if self._hung_up.is_set():
+            return
+        self._hung_up.set()
         if self.end_reason is None:
             self.end_reason = reason
-        await self._hang_up_at_carrier()
-        self._hung_up.set()
-        await self.send(HangUp(reason))
+        await self.send(HangUp(reason, failed=failed))
 
-    async def _hang_up_at_carrier(self) -> None:
-        """Closing our socket alone would make Twilio play the fallback after </Connect>: when
-        the REST API is configured, end the call there first (A.5)."""
-        services = self.tool_calls.ctx.services if self.tool_calls is not None else None
-        calls = getattr(services, "twilio_calls", None)
-        # Only when we end a healthy call: after a model failure the apology after </Connect>
-        # is what the caller should hear, and end_call has already hung up by REST.
-        if calls is None or self.end_reason not in HANGUP_AT_CARRIER:
-            return
-        try:
-            await calls.hang_up(self.call_sid)
-        except Exception as exc:
-            log.warning("REST hang-up failed; closing the stream instead", error=str(exc))
+    # --- CallControl: what tools do to the call ------------------------------------------
+
+    async def hang_up(self, reason: str = "agent_hangup") -> None:
+        await self._end_call(reason)
+
+    async def transfer(self, target: str) -> None:
+        """Raises ``CarrierError`` (from the edge) if the carrier cannot move the call."""
+        self._record("transfer", target=target)
+        await self.send(Transfer(target))
+
+    def _record(self, kind: str, **fields: object) -> None:
+        self.store.append_event(self.call_sid, kind, **fields)
 
     # --- caller side ------------------------------------------------------------------------
 
@@ -261,8 +259,6 @@ class CallWorker:
             # Hot path: ~50 frames a second per call; no logging, no store writes here.
             self.frames_in += 1
             self.ms_in += len(event.ulaw) // 8
-            if self.model is None:
-                return
             if self.model_ready:
                 audio = self._model_audio(event.ulaw)
                 await self.model.send_audio(audio)
@@ -273,14 +269,13 @@ class CallWorker:
         elif isinstance(event, MarkPlayed):
             now = self.clock()
             if self.ledger.mark_played(event.name, now):
-                if self.tool_calls is not None:
-                    self.tool_calls.check_heard()
+                self.tool_calls.check_heard()
                 if (heard := self.ear.mark_played(event.name, now)) is not None:
                     self.metrics.ear_latency.observe(heard[0])
                     self.metrics.ear_latency_service.observe(heard[1])
         elif isinstance(event, DtmfReceived):
             log.info("dtmf", digit=event.digit)
-            self.store.append_event(self.call_sid, "dtmf", digit=event.digit)
+            self._record("dtmf", digit=event.digit)
             await self.dtmf.add(event.digit)
         elif isinstance(event, CallEnded):
             self.end_reason = self.end_reason or "caller_hangup"
@@ -288,69 +283,52 @@ class CallWorker:
     # --- model side -------------------------------------------------------------------------
 
     async def on_model_event(self, event: ModelEvent) -> None:
-        if isinstance(event, AgentAudio):
-            await self._play(event)
-        elif isinstance(event, SpeechStarted):
-            await self._barge_in(event)
-        elif isinstance(event, SpeechStopped):
-            self.ear.speech_stopped(self.clock())
-        elif isinstance(event, ResponseStarted):
-            if self.tool_calls is not None:
+        match event:
+            case AgentAudio():
+                await self._play(event)
+            case SpeechStarted():
+                await self._barge_in(event)
+            case SpeechStopped():
+                self.ear.speech_stopped(self.clock())
+            case ResponseStarted():
                 await self.tool_calls.response_started(event)
-        elif isinstance(event, ResponseDone):
-            self.interrupted_responses.discard(event.response_id)
-            if self.tool_calls is not None:
+            case ResponseDone():
+                self.interrupted_responses.discard(event.response_id)
                 await self.tool_calls.response_done(event)
-            self.store.append_event(
-                self.call_sid,
-                "response",
-                response_id=event.response_id,
-                status=event.status,
-                reason=event.reason,
-            )
-        elif isinstance(event, Transcript):
-            if event.text:
-                self.store.append_event(
-                    self.call_sid,
-                    "transcript",
-                    role=event.role,
-                    item_id=event.item_id,
-                    text=event.text,
+                self._record(
+                    "response",
+                    response_id=event.response_id,
+                    status=event.status,
+                    reason=event.reason,
                 )
-        elif isinstance(event, ItemTruncated):
-            self.metrics.truncations.labels("confirmed").inc()
-            self.store.append_event(
-                self.call_sid, "truncated", item_id=event.item_id, audio_end_ms=event.audio_end_ms
-            )
-        elif isinstance(event, ToolCallRequested):
-            if self.tool_calls is not None:
+            case ResponseRefused():
+                self.tool_calls.refused(event)
+            case Transcript(text=text) if text:
+                self._record("transcript", role=event.role, item_id=event.item_id, text=text)
+            case ItemTruncated():
+                self.metrics.truncations.labels("confirmed").inc()
+                self._record("truncated", item_id=event.item_id, audio_end_ms=event.audio_end_ms)
+            case ToolCallRequested():
                 await self.tool_calls.requested(event)
-        elif isinstance(event, ModelError):
-            self._model_error(event)
-        elif isinstance(event, ToolCallCancelled):
-            if self.tool_calls is not None:
+            case ModelError():
+                self._model_error(event)
+            case ToolCallCancelled():
                 self.tool_calls.withdrawn(event.call_ids)
-        elif isinstance(event, SessionResumed):
-            log.info("model session resumed", reason=event.reason, gap_ms=event.gap_ms)
-            self.model_reconnects += 1
-            self.metrics.model_reconnects.inc()
-            self.store.append_event(
-                self.call_sid, "model_reconnected", reason=event.reason, gap_ms=event.gap_ms
-            )
-        elif isinstance(event, ModelClosed):
-            log.warning("model session closed mid-call", reason=event.reason)
-            self.store.append_event(
-                self.call_sid, "error", reason="model_closed", detail=event.reason
-            )
-            # Closing our socket makes Twilio run the apology after </Connect> (A.1).
-            await self._end_call("model_disconnected")
+            case SessionResumed():
+                log.info("model session resumed", reason=event.reason, gap_ms=event.gap_ms)
+                self.model_reconnects += 1
+                self.metrics.model_reconnects.inc()
+                self._record("model_reconnected", reason=event.reason, gap_ms=event.gap_ms)
+            case ModelClosed():
+                log.warning("model session closed mid-call", reason=event.reason)
+                self._record("error", reason="model_closed", detail=event.reason)
+                # Closing our socket makes Twilio run the apology after </Connect> (A.1).
+                await self._end_call("model_disconnected", failed=True)
 
     async def _play(self, event: AgentAudio) -> None:
         if event.response_id in self.interrupted_responses:
             return  # B.6 step 4: nothing of an interrupted response reaches the caller
-        assert self.model is not None
-        if self.tool_calls is not None:
-            self.tool_calls.agent_audio(event)
+        self.tool_calls.agent_audio(event)
         duration_ms = len(event.audio) / self.model.audio_format.bytes_per_ms
         ulaw = event.audio if self._to_caller is None else self._to_caller.convert(event.audio)
         if not ulaw:
@@ -370,21 +348,19 @@ class CallWorker:
         """Barge-in for models that only report speech while they generate (Gemini's
         ``interrupted``): once a reply has been fully sent but still plays at the carrier, our
         own VAD listens for the caller talking over it."""
-        assert self._playback_vad is not None and self.model is not None
+        assert self._playback_vad is not None
         if not self.ledger.playing or self.model.active_response_id is not None:
             self._playback_vad.reset()
             return
-        if any(isinstance(e, LocalSpeechStarted) for e in self._playback_vad.process(pcm)):
+        if any(isinstance(e, VoiceStarted) for e in self._playback_vad.process(pcm)):
             self._playback_vad.reset()
             await self._barge_in(SpeechStarted("", 0, time.perf_counter()))
 
     async def _barge_in(self, event: SpeechStarted) -> None:
-        assert self.model is not None
         now = self.clock()
         active = self.model.active_response_id
         if not self.ledger.playing and active is None:
-            if self.tool_calls is not None:
-                self.tool_calls.barge_in([])  # talking while a tool runs still counts
+            self.tool_calls.barge_in([])  # talking while a tool runs still counts
             return  # the caller simply took their turn
         self.barge_ins += 1
         self.metrics.barge_ins.inc()
@@ -393,8 +369,7 @@ class CallWorker:
             if event.received_at:
                 self.timings.barge_in_to_clear.add(time.perf_counter() - event.received_at)
         truncations = self.ledger.interrupt(now)
-        if self.tool_calls is not None:
-            self.tool_calls.barge_in(truncations)
+        self.tool_calls.barge_in(truncations)
         if active is not None:
             self.interrupted_responses.add(active)
             await self.model.cancel_response()
@@ -404,8 +379,7 @@ class CallWorker:
         for cut in truncations:
             sent = await self.model.truncate(cut.item_id, cut.audio_end_ms)
             self.metrics.truncations.labels("sent" if sent else "unsupported").inc()
-            self.store.append_event(
-                self.call_sid,
+            self._record(
                 "barge_in",
                 item_id=cut.item_id,
                 audio_end_ms=cut.audio_end_ms,
@@ -414,8 +388,7 @@ class CallWorker:
                 response_id=active or "",
             )
         if not truncations:
-            self.store.append_event(
-                self.call_sid,
+            self._record(
                 "barge_in",
                 item_id="",
                 audio_end_ms=0,
@@ -425,14 +398,10 @@ class CallWorker:
         log.info("barge-in", truncations=len(truncations), response_active=active is not None)
 
     async def _send_digits(self, digits: list[str]) -> None:
-        if self.tool_calls is None:
-            return
         self.tool_calls.queue_text(f"The caller pressed {' '.join(digits)} on the keypad.")
         await self.tool_calls.flush()
 
     def _model_error(self, event: ModelError) -> None:
-        if event.code == "conversation_already_has_active_response" and self.tool_calls:
-            self.tool_calls.response_create_failed()
         benign = event.code in BENIGN_MODEL_ERRORS
         self.metrics.model_errors.labels(event.code).inc()
         if event.code == "invalid_value" and "shorter than" in event.message:
@@ -440,13 +409,7 @@ class CallWorker:
         (log.info if benign else log.warning)(
             "model error", code=event.code, message=event.message, benign=benign
         )
-        self.store.append_event(
-            self.call_sid,
-            "model_error",
-            code=event.code,
-            message=event.message,
-            benign=benign,
-        )
+        self._record("model_error", code=event.code, message=event.message, benign=benign)
 
     def finish(self, end_reason: str | None = None) -> str:
         """Record the end of the call once; returns the reason recorded."""
@@ -462,7 +425,7 @@ class CallWorker:
         )
         self.store.call_ended(self.call_sid, end_reason=reason)
         self.metrics.calls.labels(reason).inc()
-        if self.tool_calls is not None and self.tool_calls.audit is not None:
+        if self.tool_calls.audit is not None:
             self.tool_calls.audit.call_ended(self.call_sid)
         log.info(
             "call ended", end_reason=reason, frames_in=self.frames_in, barge_ins=self.barge_ins

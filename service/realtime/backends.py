@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from service.agent.catalog import greeting_instruction
-from service.agent.profiles import AgentProfile
-from service.agent.tools import ToolRegistry
 from service.realtime.config import SessionConfig, VadSettings
-from service.realtime.connection import RealtimeConnection
-from service.realtime.openai import OpenAIRealtimeProtocol, realtime_url
+from service.realtime.gemini.connection import open_gemini_session
+from service.realtime.openai.connection import RealtimeConnection
+from service.realtime.openai.protocol import OpenAIRealtimeProtocol, realtime_url
 from service.realtime.session import ModelSession
+from service.realtime.silent import SilentModel
 from service.settings import Settings
 
 __all__ = ["model_secrets", "open_model_session", "session_config"]
 
 
 def session_config(
-    settings: Settings, profile: AgentProfile, tools: ToolRegistry | None = None
+    settings: Settings,
+    *,
+    instructions: str,
+    voice: str,
+    greeting: str = "",
+    tools: tuple[dict[str, Any], ...] = (),
 ) -> SessionConfig:
+    """The one session configuration every backend is opened with."""
     return SessionConfig(
         model=settings.openai_realtime_model,
-        instructions=profile.instructions,
-        voice=profile.voice,
-        greeting=greeting_instruction(profile) or "",
+        instructions=instructions,
+        voice=voice,
+        greeting=greeting,
         audio_mode=settings.audio_mode,
         vad=VadSettings(
             threshold=settings.vad_threshold,
@@ -32,7 +38,7 @@ def session_config(
             idle_timeout_ms=settings.vad_idle_timeout_ms,
         ),
         transcription_model=settings.input_transcription_model or None,
-        tools=tuple(tools.openai_tools()) if tools is not None else (),
+        tools=tools,
     )
 
 
@@ -43,18 +49,12 @@ def _azure_url(endpoint: str, deployment: str) -> str:
     return urlunsplit((scheme, parts.netloc, "/openai/v1/realtime", f"model={deployment}", ""))
 
 
-def open_model_session(
-    settings: Settings, profile: AgentProfile, tools: ToolRegistry | None = None
-) -> ModelSession | None:
-    """A not-yet-opened session for one call, or ``None`` for the silent ``none`` backend."""
-    backend = profile.backend or settings.realtime_backend
-    config = session_config(settings, profile, tools)
+def open_model_session(settings: Settings, backend: str, config: SessionConfig) -> ModelSession:
+    """A not-yet-opened session for one call on ``backend`` (REALTIME_BACKEND or a profile's)."""
     if backend == "none":
-        return None
+        return SilentModel()
     if backend == "gemini":
-        from service.realtime.gemini_session import open_gemini_session
-
-        return open_gemini_session(settings, profile, tools)
+        return open_gemini_session(settings, config)
     if backend == "azure":
         url = _azure_url(settings.azure_openai_endpoint, settings.azure_openai_deployment)
         headers = {"api-key": settings.azure_openai_api_key.get_secret_value()}

@@ -12,6 +12,11 @@ from typing import Literal
 
 AudioEncoding = Literal["pcm16", "ulaw"]
 
+# Why we asked for a response; sent in ``response.create`` and echoed by ``ResponseStarted``
+# ("" for a response the server started by itself). The worker's words, carried opaquely.
+Purpose = Literal["greeting", "filler", "tool_answer", "reply", "goodbye"]
+PURPOSES: frozenset[str] = frozenset(Purpose.__args__)  # type: ignore[attr-defined]
+
 
 @dataclass(frozen=True, slots=True)
 class ModelAudioFormat:
@@ -62,7 +67,17 @@ class ResponseStarted:
     """``purpose`` is what we asked for in ``response.create`` ("" for the server's own)."""
 
     response_id: str
-    purpose: str = ""
+    purpose: Purpose | Literal[""] = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseRefused:
+    """The model answered one of our response requests with an error instead of a response
+    (``code`` as in the ``ModelError`` reported with it). ``busy``: refused only because
+    another response holds the conversation, so asking again later will do."""
+
+    code: str
+    busy: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +149,7 @@ ModelEvent = (
     | SpeechStopped
     | ResponseStarted
     | ResponseDone
+    | ResponseRefused
     | Transcript
     | ToolCallRequested
     | ItemTruncated

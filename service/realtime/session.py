@@ -1,21 +1,50 @@
-"""The contract between the call worker and any realtime model edge."""
+"""The contract between the call worker and any realtime model edge.
+
+Rules for this package (``service/realtime/``): model edges only. A vendor gets a folder with
+the same file names as the others (``protocol.py`` sans-I/O, ``connection.py`` asyncio, and
+``setup.py`` where the session set-up is its own concern). Edges translate wire ↔ the neutral
+``events``; they may import ``service.audio``, ``service.settings`` and each other's shared
+modules here, never ``service.telephony``, ``service.calls`` or ``service.agent``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from service.realtime.events import ModelAudioFormat, ModelEvent
+from service.realtime.events import ModelAudioFormat, ModelEvent, Purpose
 
-__all__ = ["ModelSession"]
+__all__ = ["ModelSession", "ModelUnavailable"]
+
+
+class ModelUnavailable(Exception):
+    """The session could not be opened (refused, unreachable, or never became ready)."""
 
 
 class ModelSession(Protocol):
     """What the worker needs from a model edge (OpenAI, Azure, Gemini, the local engine).
 
-    An edge may also set ``detects_speech_during_playback = False`` (Gemini): the worker then
-    runs its own VAD on caller audio while a fully sent reply is still playing.
+    The contract, which every edge keeps and the worker relies on:
+
+    * ``open(greeting)`` is idempotent: pre-warm calls it at the voice webhook and the worker
+      again when the stream starts; the second call waits for the first attempt and asks for
+      no second greeting. It raises :class:`ModelUnavailable` when the session cannot be had.
+    * ``events()`` yields every event once, in order, and its last event is always
+      ``ModelClosed`` (however the session ends), after which it stops.
+    * ``create_response(purpose=p)`` is echoed: the ``ResponseStarted`` of that response
+      carries ``purpose == p``; responses the model starts by itself carry ``""``. An
+      out-of-band response (``out_of_band=True``) never becomes ``active_response_id``.
+    * ``active_response_id`` is the response holding the conversation now (ours or the
+      server's), ``None`` between responses.
+    * ``detects_speech_during_playback``: True when the model reports the caller's speech
+      while earlier audio still plays at the carrier (OpenAI's server VAD). False (Gemini,
+      which only reports ``interrupted`` while it generates): the worker then runs its own
+      VAD on caller audio while a fully sent reply is still playing.
+    * The ``send``-like methods return False when the session is gone (``events()`` says why)
+      and never raise for a closed socket.
     """
+
+    detects_speech_during_playback: bool
 
     @property
     def audio_format(self) -> ModelAudioFormat:
@@ -33,7 +62,11 @@ class ModelSession(Protocol):
     def events(self) -> AsyncIterator[ModelEvent]: ...
     async def send_audio(self, audio: bytes) -> bool: ...
     async def create_response(
-        self, instructions: str | None = None, *, purpose: str = "", out_of_band: bool = False
+        self,
+        instructions: str | None = None,
+        *,
+        purpose: Purpose | None = None,
+        out_of_band: bool = False,
     ) -> bool: ...
     async def send_user_text(self, text: str) -> bool: ...
     async def truncate(self, item_id: str, audio_end_ms: int) -> bool: ...

@@ -143,12 +143,13 @@ class CallStore:
         direction: str,
         from_: str,
         to: str,
-        stream_sid: str,
         backend: str,
-        account_sid: str = "",
         **extra: object,
     ) -> bool:
         """Record the call's start (hash fields + a ``started`` event). False if dropped.
+
+        ``extra`` holds the carrier's own fields (Twilio: ``stream_sid``, ``account_sid``) and
+        anything else worth keeping; empty values are skipped.
 
         ``status`` is set to ``in-progress`` only if no status is stored yet (HSETNX): a
         status callback may have got there first.
@@ -161,9 +162,7 @@ class CallStore:
                     "direction": direction,
                     "from": from_,
                     "to": to,
-                    "stream_sid": stream_sid,
                     "backend": backend,
-                    "account_sid": account_sid or None,
                 }
             ),
         }

@@ -1,7 +1,7 @@
 """Neutral events between a carrier edge and the call worker.
 
 A carrier edge turns wire messages into ``CallerEvent``s and neutral commands into wire
-messages. Nothing here knows about Twilio, SIP or any model.
+messages (or carrier API calls). Nothing here knows about Twilio, SIP or any model.
 
 Caller audio stays G.711 μ-law as it arrived: the worker decides whether to decode it
 (transcode mode) or forward it untouched (passthrough mode), so no frame is decoded twice.
@@ -9,17 +9,28 @@ Caller audio stays G.711 μ-law as it arrived: the worker decides whether to dec
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
 class CallStarted:
-    """The media stream is up; ``parameters`` are the ``<Parameter>``s from the TwiML."""
+    """The call's media is up.
+
+    ``call_sid`` is the carrier's id for the call (the store's keys use it); ``carrier`` names
+    the edge ("twilio", "sip", …). ``carrier_fields`` is the edge's own part, opaque to the
+    middle and recorded on the call as given (Twilio: ``stream_sid``, ``account_sid``).
+    ``parameters`` are what the call was set up with (Twilio's ``<Parameter>``s; a SIP
+    edge's headers), of which the middle reads none.
+    """
 
     call_sid: str
-    stream_sid: str
-    account_sid: str
-    parameters: dict[str, str] = field(default_factory=dict)
+    carrier: str
+    from_number: str = ""
+    to_number: str = ""
+    direction: str = "inbound"
+    carrier_fields: Mapping[str, str] = field(default_factory=dict)
+    parameters: Mapping[str, str] = field(default_factory=dict)
     encoding: str = "audio/x-mulaw"
     sample_rate: int = 8000
     channels: int = 1
@@ -89,9 +100,24 @@ class ClearPlayback:
 
 @dataclass(frozen=True, slots=True)
 class HangUp:
-    """End the media stream; the carrier resumes the TwiML after ``</Connect>``."""
+    """End the call. ``failed`` says the agent could not go on (its model went away): a
+    carrier with a fallback for that (Twilio's TwiML after ``</Connect>``, which apologises)
+    runs it instead of hanging up outright."""
 
     reason: str = "agent_hangup"
+    failed: bool = False
 
 
-CallerCommand = PlayAudio | PlaceMark | ClearPlayback | HangUp
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """Move the call to ``target`` (validated by ``telephony.numbers``); our media ends.
+    The edge raises :class:`CarrierError` when the carrier cannot do it."""
+
+    target: str
+
+
+CallerCommand = PlayAudio | PlaceMark | ClearPlayback | HangUp | Transfer
+
+
+class CarrierError(Exception):
+    """A carrier could not carry out a command (its API failed, or the call has gone)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.realtime.local.voice import SyntheticVoice
+from service.audio.synthetic import SyntheticVoice
 
 Event = dict[str, Any]
 PCMU = {"type": "audio/pcmu"}

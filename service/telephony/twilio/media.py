@@ -137,10 +137,17 @@ class MediaStreamCodec:
         self.started = True
         self.call_sid = call_sid
         self.stream_sid = stream_sid
+        # from/to/direction are <Parameter>s our own voice webhook put in the TwiML (A.1).
         return CallStarted(
             call_sid=call_sid,
-            stream_sid=stream_sid,
-            account_sid=str(start.get("accountSid", "")),
+            carrier="twilio",
+            from_number=params.get("from", ""),
+            to_number=params.get("to", ""),
+            direction=params.get("direction", "inbound"),
+            carrier_fields={
+                "stream_sid": stream_sid,
+                "account_sid": str(start.get("accountSid", "")),
+            },
             parameters=params,
             encoding=encoding,
             sample_rate=rate,

@@ -2,7 +2,9 @@
 
 All parsing lives in ``media.MediaStreamCodec``; this module only moves frames, enforces the
 connection rules (signed upgrade, a ``start`` with a valid per-call token, one stream per
-call) and makes sure that whatever happens the call ends with a recorded reason.
+call), carries out the worker's commands (media frames on the socket; hang-up and transfer
+through Twilio's REST API or by closing the stream) and makes sure that whatever happens the
+call ends with a recorded reason. The call itself is built by the middle's call factory.
 """
 
 from __future__ import annotations
@@ -15,22 +17,22 @@ from typing import TYPE_CHECKING
 import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from service.agent.catalog import greeting_instruction
-from service.agent.tools import ToolContext
-from service.calls.worker import CallWorker
-from service.realtime.backends import open_model_session
 from service.telephony.events import (
     CallEnded,
     CallerAudio,
     CallerCommand,
     CallStarted,
+    CarrierError,
     HangUp,
     ProtocolViolation,
+    Transfer,
 )
 from service.telephony.twilio.media import MediaStreamCodec
+from service.telephony.twilio.rest import transfer_twiml
 
 if TYPE_CHECKING:
-    from service.app import Services
+    from service.calls.factory import CarrierCall
+    from service.services import Services
 
 __all__ = ["MEDIA_PATH", "run_media_stream"]
 
@@ -77,7 +79,7 @@ class _MediaSession:
         self.services = services
         self.codec = MediaStreamCodec(max_frame_bytes=services.settings.max_frame_bytes)
         self.violations = _ViolationReport()
-        self.worker: CallWorker | None = None
+        self.worker: CarrierCall | None = None
         self.close_code = 1000
         self.close_reason = "call ended"
 
@@ -148,46 +150,7 @@ class _MediaSession:
             )
             self._refuse(POLICY_VIOLATION, "call already has a stream")
             return None
-        services = self.services
-        settings = services.settings
-        profile = services.profiles.for_number(started.parameters.get("to", ""))
-        tools = services.call_tools(profile)
-        model = services.prewarmed.claim(started.call_sid) or open_model_session(
-            settings, profile, tools
-        )
-        worker = CallWorker(
-            started,
-            store=services.store,
-            send=self._send,
-            model=model,
-            backend=profile.backend or settings.realtime_backend,
-            profile=profile.name,
-            greeting=greeting_instruction(profile),
-            timings=services.timings,
-            tools=tools,
-            tool_context=ToolContext(
-                call_sid=started.call_sid,
-                redis=services.redis,
-                key_prefix=settings.redis_key_prefix,
-                services=services,
-            ),
-            audit=services.audit,
-            metrics=services.metrics,
-            filler_ms=settings.tool_filler_ms,
-            dtmf_pause_ms=settings.dtmf_pause_ms,
-        )
-        self.services.calls.add(started.call_sid, worker)
-        self.worker = worker
-        # Bound for this connection's task and every task it starts (contextvars are copied
-        # at task creation), so each line of the call carries them.
-        structlog.contextvars.bind_contextvars(
-            call_sid=started.call_sid,
-            stream_sid=started.stream_sid,
-            backend=worker.backend,
-            profile=profile.name,
-        )
-        worker.start()
-        log.info("call started")
+        self.worker = self.services.factory.start(started, self._send)
         return started
 
     async def _run_call(self, started: CallStarted) -> str:
@@ -221,8 +184,10 @@ class _MediaSession:
 
     async def _send(self, command: CallerCommand) -> None:
         if isinstance(command, HangUp):
-            self.close_reason = command.reason
-            await self._close()
+            await self._hang_up(command)
+            return
+        if isinstance(command, Transfer):
+            await self._transfer(command.target)
             return
         frame = self.codec.encode(command)
         if frame is not None and self.websocket.application_state == WebSocketState.CONNECTED:
@@ -230,6 +195,26 @@ class _MediaSession:
                 await self.websocket.send_text(frame)
             except (RuntimeError, OSError, WebSocketDisconnect):
                 pass  # the caller hung up; the receive loop ends the call
+
+    async def _hang_up(self, command: HangUp) -> None:
+        """A.5: closing our socket alone makes Twilio run the TwiML after ``</Connect>`` (the
+        apology): right when the agent failed, wrong when it ended the call on purpose. Then
+        the call is completed over REST first, and the socket closed either way."""
+        rest = self.services.twilio_calls
+        if not command.failed and rest is not None and self.worker is not None:
+            try:
+                await rest.hang_up(self.worker.call_sid)
+            except CarrierError as exc:
+                log.warning("REST hang-up failed; closing the stream instead", error=str(exc))
+        self.close_reason = command.reason
+        await self._close()
+
+    async def _transfer(self, target: str) -> None:
+        """A.5: redirect the call to ``<Dial>`` TwiML; Twilio then ends our stream itself."""
+        rest = self.services.twilio_calls
+        if rest is None or self.worker is None:
+            raise CarrierError("transfers need TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
+        await rest.redirect(self.worker.call_sid, transfer_twiml(target))
 
     def _report(self, violation: ProtocolViolation) -> None:
         if not self.violations.first(violation):

@@ -9,14 +9,12 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from service.agent.catalog import greeting_instruction
-from service.realtime.backends import open_model_session
 from service.store.calls import TERMINAL_STATUSES
 from service.telephony.twilio.stream import MEDIA_PATH
 from service.telephony.twilio.twiml import busy_twiml, stream_twiml
 
 if TYPE_CHECKING:
-    from service.app import Services
+    from service.services import Services
 
 __all__ = ["status_callback", "voice_webhook"]
 
@@ -98,10 +96,7 @@ async def voice_webhook(request: Request) -> Response:
         "direction": direction,
         "token": services.tokens.mint(call_sid),
     }
-    profile = services.profiles.for_number(callee)
-    model = open_model_session(services.settings, profile, services.call_tools(profile))
-    if model is not None:
-        services.prewarmed.start(call_sid, model, greeting_instruction(profile))
+    services.factory.prewarm(call_sid, callee)
     log.info("incoming call", call_sid=call_sid, direction=direction)
     return _xml(stream_twiml(stream_url, parameters))
 

@@ -1,0 +1,146 @@
+"""Building a call: what every carrier edge asks of the middle when a call starts.
+
+A carrier edge knows how to talk to its carrier and nothing about agents or models. When its
+call's media is up it hands the factory a neutral ``CallStarted`` and its command sink, and
+gets back a running ``CallWorker``: the profile for the dialed number, that profile's tools,
+a model session (pre-warmed at the webhook, or opened now), the tools' context, the worker,
+its entry in the live-call registry, and the call-bound log context.
+
+Pre-warm is call set-up policy too: an edge that hears of a call before its media is up
+(Twilio's voice webhook) calls ``prewarm`` so the greeting is ready when the stream starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+from redis.asyncio import Redis
+
+from service.agent.catalog import greeting_instruction
+from service.agent.profiles import AgentProfile, Profiles
+from service.agent.tools import ToolContext, ToolRegistry
+from service.calls.prewarm import PrewarmedSessions
+from service.calls.registry import CallRegistry
+from service.calls.timing import ServiceTimings
+from service.calls.worker import CallWorker, CommandSink
+from service.metrics import Metrics
+from service.realtime.backends import open_model_session, session_config
+from service.realtime.session import ModelSession
+from service.settings import Settings
+from service.store.audit import ToolAudit
+from service.store.calls import CallStore
+from service.telephony.events import CallerEvent, CallStarted
+from service.telephony.numbers import TransferPolicy
+
+__all__ = ["CallFactory", "CarrierCall"]
+
+log = structlog.get_logger(__name__)
+
+
+class CarrierCall(Protocol):
+    """What a carrier edge may do with the call the factory started for it (``CallWorker``
+    is the one implementation)."""
+
+    @property
+    def call_sid(self) -> str: ...
+    @property
+    def end_reason(self) -> str | None: ...
+    @property
+    def model_ready(self) -> bool: ...
+    async def on_event(self, event: CallerEvent) -> None: ...
+    def finish(self, end_reason: str | None = None) -> str: ...
+    async def close(self) -> None: ...
+
+
+@dataclass
+class CallFactory:
+    """One per process. ``profiles`` and ``tools`` may be replaced at run time (tests do);
+    each call reads them when it starts."""
+
+    settings: Settings
+    store: CallStore
+    redis: Redis | None
+    calls: CallRegistry[CallWorker]
+    metrics: Metrics
+    timings: ServiceTimings
+    profiles: Profiles
+    tools: ToolRegistry
+    audit: ToolAudit | None = None
+    prewarmed: PrewarmedSessions = field(default_factory=PrewarmedSessions)
+
+    def call_tools(self, profile: AgentProfile) -> ToolRegistry:
+        """The tools a call on ``profile`` may use (checked against the catalogue at start)."""
+        return self.tools.subset(profile.tools)
+
+    def backend(self, profile: AgentProfile) -> str:
+        return profile.backend or self.settings.realtime_backend
+
+    def model_for(self, profile: AgentProfile) -> ModelSession:
+        """A new, not yet opened model session for a call on ``profile``."""
+        tools = self.call_tools(profile)
+        config = session_config(
+            self.settings,
+            instructions=profile.instructions,
+            voice=profile.voice,
+            greeting=greeting_instruction(profile) or "",
+            tools=tuple(tools.openai_tools()),
+        )
+        return open_model_session(self.settings, self.backend(profile), config)
+
+    def prewarm(self, call_sid: str, to_number: str) -> None:
+        """Open the model session (and ask for the greeting) before the call's media is up."""
+        profile = self.profiles.for_number(to_number)
+        if self.backend(profile) == "none":
+            return
+        self.prewarmed.start(call_sid, self.model_for(profile), greeting_instruction(profile))
+
+    def start(self, started: CallStarted, send: CommandSink) -> CallWorker:
+        """Build the call's worker, register it, bind the log context, and start it.
+
+        The log context is bound in the calling task: every line it and the tasks it starts
+        from now on write carries the call's ids (contextvars are copied at task creation).
+        """
+        settings = self.settings
+        profile = self.profiles.for_number(started.to_number)
+        tools = self.call_tools(profile)
+        model = self.prewarmed.claim(started.call_sid) or self.model_for(profile)
+        worker = CallWorker(
+            started,
+            store=self.store,
+            send=send,
+            model=model,
+            backend=self.backend(profile),
+            profile=profile.name,
+            greeting=greeting_instruction(profile),
+            timings=self.timings,
+            tools=tools,
+            tool_context=ToolContext(
+                call_sid=started.call_sid,
+                redis=self.redis,
+                key_prefix=settings.redis_key_prefix,
+                transfer_policy=TransferPolicy(
+                    settings.transfer_default_number, settings.transfer_allowed_prefixes
+                ),
+            ),
+            audit=self.audit,
+            metrics=self.metrics,
+            filler_ms=settings.tool_filler_ms,
+            dtmf_pause_ms=settings.dtmf_pause_ms,
+            response_ack_timeout=settings.response_ack_timeout_seconds,
+        )
+        self.calls.add(started.call_sid, worker)
+        structlog.contextvars.bind_contextvars(
+            call_sid=started.call_sid,
+            carrier=started.carrier,
+            backend=worker.backend,
+            profile=profile.name,
+            **started.carrier_fields,
+        )
+        worker.start()
+        log.info("call started", direction=started.direction)
+        return worker
+
+    async def close(self) -> None:
+        await self.prewarmed.close()

@@ -1,0 +1,874 @@
+"""Softphone: a client that behaves like Twilio toward our server (protocols.md A).
+
+One :class:`Softphone` is one inbound phone call:
+
+1. POST the voice webhook with Twilio's inbound-call parameters, signed (A.4, A.5).
+2. Parse the TwiML: ``<Connect><Stream url>`` + ``<Parameter>``s, and the fallback verbs after
+   ``</Connect>`` (A.1).
+3. Open the WebSocket (upgrade signed over the ``wss://`` URL as written in the TwiML, A.4),
+   send ``connected`` + ``start`` (A.2).
+4. Stream caller audio in real time (20 ms μ-law frames) while receiving ``media``/``mark``/
+   ``clear`` (A.3) into a :class:`~service.peers.twilio.playback.PlaybackBuffer` that is drained at
+   real-time speed, echoing marks when played or cleared.
+5. Hang up: ``stop`` + close — or notice the server closed first (the fallback TwiML would run).
+6. Optionally POST the ``completed`` status callback (A.5).
+
+Everything is per-instance (no globals) so a load generator can run hundreds in one process
+and share one ``httpx.AsyncClient``. Every wait is bounded: HTTP and WebSocket-open timeouts,
+and the call ends after ``seconds`` at the latest.
+
+Memory per call: the caller audio to send (a WAV is decoded up front: 8 KB per second of audio,
+plus whatever :meth:`Softphone.speak` queues), the playback queue (bounded by
+``max_buffered_ms``), one mark record per server mark (capped, see ``playback.py``), and a
+bounded invalid-message counter. The recording streams to disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import wave
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import httpx
+import numpy as np
+import structlog
+from twilio.request_validator import RequestValidator
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.protocol import State
+
+from service.audio.g711 import ULAW_SILENCE, pcm16_to_ulaw, ulaw_to_pcm16
+from service.audio.resample import StreamResampler
+from service.peers.twilio.media import (
+    FRAME_BYTES,
+    FRAME_MS,
+    InvalidServerMessage,
+    ServerClear,
+    ServerMark,
+    ServerMedia,
+    TwilioStreamWriter,
+    new_sid,
+    parse_server_message,
+)
+from service.peers.twilio.playback import BYTES_PER_MS, MarkRecord, PlaybackBuffer
+
+__all__ = [
+    "CallSummary",
+    "Softphone",
+    "SoftphoneError",
+    "TwimlPlan",
+    "TwimlVerb",
+    "load_wav_as_ulaw",
+    "parse_dtmf_schedule",
+    "parse_twiml",
+    "place_call",
+]
+
+log = structlog.get_logger(__name__)
+
+FRAME_S = FRAME_MS / 1000
+_SILENCE_FRAME = bytes([ULAW_SILENCE]) * FRAME_BYTES
+_MAX_TWIML_BYTES = 1_000_000  # refuse absurd webhook bodies before parsing them
+_DTMF_DIGITS = frozenset("0123456789*#ABCD")
+_MAX_INVALID_REASONS = 32  # distinct reason labels kept; labels are fixed strings anyway
+
+
+class SoftphoneError(Exception):
+    """The call could not be set up the way Twilio would (webhook, TwiML or WS handshake)."""
+
+
+# ---------------------------------------------------------------------------- TwiML
+@dataclass(slots=True)
+class TwimlVerb:
+    """A TwiML verb, e.g. the ``<Say>`` after ``</Connect>`` (A.1)."""
+
+    name: str
+    text: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"<{self.name}> {self.text}".rstrip()
+
+
+@dataclass(slots=True)
+class TwimlPlan:
+    """What the voice webhook told "Twilio" to do."""
+
+    stream_url: str  # absolute, as written (resolved if relative)
+    parameters: dict[str, str]  # <Parameter name value>, become start.customParameters (A.1)
+    fallback_verbs: list[TwimlVerb]  # run only after the server closes the socket (A.1)
+    stream_attributes: dict[str, str]
+    warnings: list[str]  # things real Twilio would reject or mishandle (A.1, A.6)
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]  # tolerate an (unneeded) XML namespace
+
+
+def parse_twiml(xml_text: str | bytes, *, public_url: str) -> TwimlPlan:
+    """Parse ``Response/Connect/Stream`` (A.1). ``public_url`` resolves a relative Stream url."""
+    try:
+        root = ET.fromstring(xml_text)
+    except ET.ParseError as exc:
+        raise SoftphoneError(f"TwiML is not XML ({exc}); Twilio error 12100") from exc
+    if _local(root.tag) != "Response":
+        raise SoftphoneError(f"TwiML root is <{_local(root.tag)}>, not <Response>")
+    verbs = list(root)
+    for index, verb in enumerate(verbs):
+        if _local(verb.tag) != "Connect":
+            continue
+        stream = next((c for c in verb if _local(c.tag) == "Stream"), None)
+        if stream is None:
+            continue
+        warnings: list[str] = []
+        url = stream.get("url", "")
+        if not url:
+            raise SoftphoneError("<Stream> has no url")
+        # A.1: url may be relative; resolve against the public (wss) URL of the webhook.
+        base = urlsplit(public_url)
+        ws_base = urlunsplit((_ws_scheme(base.scheme), base.netloc, base.path, "", ""))
+        url = urljoin(ws_base + "/", url)
+        parts = urlsplit(url)
+        if parts.scheme != "wss":
+            warnings.append(f"Stream url scheme is {parts.scheme!r}; Twilio supports only wss")
+        if parts.query:
+            warnings.append("Stream url has a query string; Twilio does not support it (A.1)")
+        params: dict[str, str] = {}
+        for p in stream:
+            if _local(p.tag) != "Parameter":
+                continue
+            name, value = p.get("name", ""), p.get("value", "")
+            if len(name) + len(value) >= 500:
+                warnings.append(f"Parameter {name[:40]!r}: name+value >= 500 chars (A.1)")
+            params[name] = value
+        fallback = [
+            TwimlVerb(_local(v.tag), (v.text or "").strip(), dict(v.attrib))
+            for v in verbs[index + 1 :]
+        ]
+        return TwimlPlan(url, params, fallback, dict(stream.attrib), warnings)
+    if any(_local(v.tag) == "Start" for v in verbs):
+        raise SoftphoneError("TwiML uses <Start><Stream> (unidirectional); need <Connect>")
+    raise SoftphoneError("TwiML has no <Connect><Stream>")
+
+
+def _ws_scheme(http_scheme: str) -> str:
+    return {"http": "ws", "https": "wss"}.get(http_scheme, http_scheme)
+
+
+def default_connect_url(base_url: str, stream_url: str) -> str:
+    """Where to really connect: base_url's scheme/host + the Stream url's path (and query).
+
+    The TwiML names the public wss:// host; tests and local runs listen on plain ws:// on
+    127.0.0.1, so the host is rewritten while the path (which routing depends on) is kept.
+    """
+    base, stream = urlsplit(base_url), urlsplit(stream_url)
+    return urlunsplit((_ws_scheme(base.scheme), base.netloc, stream.path, stream.query, ""))
+
+
+# ---------------------------------------------------------------------------- audio helpers
+def load_wav_as_ulaw(path: str | Path) -> bytes:
+    """Read a 16-bit PCM WAV (any rate, mono or stereo) → 8 kHz mono μ-law bytes.
+
+    Memory: the whole file is decoded at once (input size + 8 KB per second of output).
+    """
+    with wave.open(str(path), "rb") as w:
+        if w.getsampwidth() != 2:
+            raise ValueError(f"{path}: only 16-bit PCM WAV is supported")
+        channels, rate = w.getnchannels(), w.getframerate()
+        raw = w.readframes(w.getnframes())
+    samples = np.frombuffer(raw, dtype="<i2")
+    if channels > 1:
+        # Average the channels (int32 to avoid overflow) — a phone line is mono.
+        samples = samples[: len(samples) - len(samples) % channels].reshape(-1, channels)
+        samples = (samples.astype(np.int32).sum(axis=1) // channels).astype("<i2")
+    return pcm16_to_ulaw(_resample(samples.tobytes(), rate))
+
+
+def _resample(pcm: bytes, rate: int) -> bytes:
+    if rate == 8000:
+        return pcm
+    rs = StreamResampler(rate, 8000)
+    out = rs.process(pcm) + rs.flush()
+    # A whole file is converted at once, so the filter's fixed delay can be taken back out:
+    # the caller's speech starts on time and lasts exactly as long as the file.
+    skip = round(rs.delay_ms * 8) * 2
+    length = (len(pcm) // 2 * 8000 // rate) * 2
+    return out[skip : skip + length]
+
+
+def parse_dtmf_schedule(spec: str) -> list[tuple[float, str]]:
+    """CLI helper: ``"1.5:12#,4:9"`` → ``[(1.5, "12#"), (4.0, "9")]``.
+
+    Times are seconds from stream start.
+    """
+    schedule: list[tuple[float, str]] = []
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        at, _, digits = item.partition(":")
+        if not digits or set(digits) - _DTMF_DIGITS:
+            raise ValueError(f"bad DTMF schedule item {item!r}; expected SECONDS:DIGITS")
+        schedule.append((float(at), digits))
+    return sorted(schedule)
+
+
+# ---------------------------------------------------------------------------- summary
+@dataclass(slots=True)
+class CallSummary:
+    call_sid: str
+    stream_sid: str
+    frames_sent: int  # caller media messages sent
+    ms_sent: int
+    frames_received: int  # server media messages
+    ms_received: float
+    ms_played: float
+    ms_dropped_by_clear: float
+    ms_overflow: float  # dropped because the playback queue hit max_buffered_ms
+    marks_received: int
+    marks_echoed: int
+    clears: int
+    dtmf_sent: int
+    invalid_messages: int
+    invalid_reasons: dict[str, int]
+    closed_by: Literal["softphone", "server"] | None  # None while the call is still up
+    close_code: int | None
+    close_reason: str | None
+    fallback_verbs: list[TwimlVerb]
+    fallback_would_run: bool  # server ended the stream and TwiML follows </Connect> (A.1)
+    twiml_parameters: dict[str, str]
+    twiml_warnings: list[str]
+    marks: list[MarkRecord]  # per server mark: played_ms_at_echo (None = never echoed), cleared
+    marks_pending_at_end: list[str]
+    duration_s: float  # webhook answered → hang-up
+    status_callback_code: int | None = None
+
+    def to_table(self) -> str:
+        def row(k: str, v: object) -> str:
+            return f"  {k:<22} {v}"
+
+        if self.closed_by == "server":
+            ended = f"stream ended by server (code {self.close_code} {self.close_reason or ''})"
+            if self.fallback_would_run:
+                ended += "; Twilio would now run: " + ", ".join(map(str, self.fallback_verbs))
+            else:
+                ended += "; nothing after </Connect>: the call would hang up"
+        else:
+            ended = f"softphone hung up (server close code {self.close_code})"
+        cleared = sum(1 for m in self.marks if m.cleared)
+        lines = [
+            f"call {self.call_sid}  stream {self.stream_sid}  {self.duration_s:.2f} s",
+            row("ended", ended.rstrip()),
+            row("caller audio sent", f"{self.frames_sent} frames / {self.ms_sent} ms"),
+            row("agent audio recv", f"{self.frames_received} msgs / {self.ms_received:.0f} ms"),
+            row("agent audio played", f"{self.ms_played:.0f} ms"),
+            row("dropped by clear", f"{self.ms_dropped_by_clear:.0f} ms ({self.clears} clears)"),
+            row(
+                "marks",
+                f"{self.marks_received} received, {self.marks_echoed} echoed "
+                f"({cleared} by clear), {len(self.marks_pending_at_end)} pending at end",
+            ),
+            row("dtmf sent", self.dtmf_sent),
+            row("parameters", self.twiml_parameters),
+        ]
+        if self.ms_overflow:
+            lines.append(row("playback overflow", f"{self.ms_overflow:.0f} ms dropped"))
+        if self.invalid_messages:
+            lines.append(
+                row("INVALID from server", f"{self.invalid_messages} {dict(self.invalid_reasons)}")
+            )
+        lines.extend(row("TwiML warning", w) for w in self.twiml_warnings)
+        if self.status_callback_code is not None:
+            lines.append(row("status callback", f"HTTP {self.status_callback_code}"))
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- the softphone
+ServerMessageHook = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Softphone:
+    """One Twilio-like inbound call against ``base_url`` (see the module docstring).
+
+    Typical use is ``summary = await Softphone(url, seconds=2).run()``. Scripted tests can
+    instead drive the phases themselves — ``await sp.dial()``, ``await sp.connect()``, then
+    :meth:`speak`, :meth:`send_dtmf`, :meth:`wait_for`, and finally :meth:`hangup` +
+    ``await sp.finished()`` — or run :meth:`run` in a task and interact with it concurrently.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth_token: str | None = None,
+        public_url: str | None = None,
+        connect_url: str | Callable[[str], str] | None = None,
+        account_sid: str | None = None,
+        from_number: str = "+15005550006",
+        to_number: str = "+15005550001",
+        audio: str | Path | None = None,
+        seconds: float | None = None,
+        record: str | Path | None = None,
+        dtmf: Sequence[tuple[float, str]] = (),
+        on_server_message: ServerMessageHook | None = None,
+        status_callback: bool = False,
+        http_client: httpx.AsyncClient | None = None,
+        http_timeout: float = 10.0,
+        connect_timeout: float = 10.0,
+        close_timeout: float = 2.0,
+        max_buffered_ms: float = 600_000,
+        voice_path: str = "/twilio/voice",
+        status_path: str = "/twilio/status",
+    ) -> None:
+        """
+        Args:
+            base_url: where the server really listens, e.g. ``http://127.0.0.1:8080``.
+            auth_token: sign webhooks and the WS upgrade (A.4); unsigned when None.
+            public_url: the URL the server believes is its public base (signatures are over
+                it, A.4); defaults to ``base_url``.
+            connect_url: WS URL to really dial, or a function of the TwiML Stream url;
+                default :func:`default_connect_url`.
+            audio: a 16-bit WAV to speak as the caller (resampled to 8 kHz μ-law).
+            seconds: hard call length. If None, the call ends when ``audio`` has been sent.
+            record: write what the caller "heard" (played agent audio + silence gaps) to this
+                8 kHz 16-bit mono WAV.
+            dtmf: ``[(at_seconds_from_stream_start, digits), ...]``.
+            on_server_message: awaited with each JSON object the server sends, after the
+                softphone handled it. It runs inline in the receive loop: keep it quick.
+            status_callback: POST the ``completed`` status callback after the call (A.5).
+            http_client: share one client across many softphones (load tests).
+        """
+        if seconds is None and audio is None:
+            raise ValueError("give `seconds`, `audio`, or both (the call must end)")
+        self.base_url = base_url.rstrip("/")
+        self.public_url = (public_url or base_url).rstrip("/")
+        self.auth_token = auth_token
+        self._validator = RequestValidator(auth_token) if auth_token else None
+        self._connect_url = connect_url
+        self.account_sid = account_sid or new_sid("AC")
+        self.call_sid = new_sid("CA")
+        self.stream_sid = new_sid("MZ")
+        self.from_number = from_number
+        self.to_number = to_number
+        self.seconds = seconds
+        self.record_path = Path(record) if record is not None else None
+        self.dtmf_schedule = sorted(dtmf)
+        for _, digits in self.dtmf_schedule:
+            if set(digits) - _DTMF_DIGITS:
+                raise ValueError(f"not DTMF digits: {digits!r}")
+        self.on_server_message = on_server_message
+        self.status_callback = status_callback
+        self.http_timeout = http_timeout
+        self.connect_timeout = connect_timeout
+        self.close_timeout = close_timeout
+        self.voice_path = voice_path
+        self.status_path = status_path
+        self._http = http_client
+        self._own_http = http_client is None
+
+        self.writer = TwilioStreamWriter(
+            stream_sid=self.stream_sid, account_sid=self.account_sid, call_sid=self.call_sid
+        )
+        self.playback = PlaybackBuffer(max_buffered_ms=max_buffered_ms)
+        # Caller audio waiting to be sent in place of silence (μ-law). bytearray: deleting
+        # from the front is amortised O(1) in CPython.
+        self._outbox = bytearray(load_wav_as_ulaw(audio) if audio is not None else b"")
+        self._audio_ends_call = seconds is None
+
+        self.plan: TwimlPlan | None = None
+        self._ws: ClientConnection | None = None
+        self._t0: float | None = None  # loop.time() of stream start (after `start` was sent)
+        self._answered_at: float | None = None
+        self._ticks = 0  # playback ticks done (20 ms each)
+        self._record: wave.Wave_write | None = None
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._hangup = asyncio.Event()
+        self._stopping = False  # we are hanging up: a close now is ours, not the server's
+        self._finished = asyncio.Event()
+        self._shutdown_started = False
+        self._changed = asyncio.Event()
+        self._summary: CallSummary | None = None
+
+        # Counters.
+        self.frames_sent = 0
+        self.frames_received = 0
+        self.bytes_received = 0
+        self.marks_received = 0
+        self.dtmf_sent = 0
+        self.invalid_messages = 0
+        self.invalid_reasons: Counter[str] = Counter()
+        self.closed_by: Literal["softphone", "server"] | None = None
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self.status_callback_code: int | None = None
+
+    # ------------------------------------------------------------------ whole call
+    async def run(self) -> CallSummary:
+        """Dial, stream until ``seconds`` / end of audio / server close, hang up, summarise."""
+        try:
+            await self.dial()
+            await self.connect()
+            await self.finished()
+        finally:
+            await self._shutdown()
+        return self.summary()
+
+    async def dial(self) -> TwimlPlan:
+        """POST the voice webhook as Twilio does for an inbound call (A.5) and parse the TwiML."""
+        params = {
+            "CallSid": self.call_sid,
+            "AccountSid": self.account_sid,
+            "From": self.from_number,
+            "To": self.to_number,
+            "Caller": self.from_number,
+            "Called": self.to_number,
+            "CallStatus": "ringing",  # A.5: the inbound webhook arrives with CallStatus ringing
+            "Direction": "inbound",
+            "ApiVersion": "2010-04-01",
+        }
+        resp = await self._post(self.voice_path, params)
+        if resp.status_code != 200:
+            raise SoftphoneError(f"voice webhook returned HTTP {resp.status_code} (Twilio 11200)")
+        if len(resp.content) > _MAX_TWIML_BYTES:
+            raise SoftphoneError("voice webhook body is too large")
+        self.plan = parse_twiml(resp.content, public_url=self.public_url)
+        ctype = resp.headers.get("content-type", "")
+        if "xml" not in ctype:
+            self.plan.warnings.append(f"TwiML served as {ctype!r}, expected text/xml")
+        self._answered_at = time.monotonic()
+        log.debug("softphone.dialed", call_sid=self.call_sid, stream_url=self.plan.stream_url)
+        return self.plan
+
+    async def connect(self) -> None:
+        """Open the stream WebSocket, send ``connected`` + ``start``, start the call's tasks."""
+        if self.plan is None:
+            raise RuntimeError("dial() first")
+        stream_url = self.plan.stream_url
+        if callable(self._connect_url):
+            url = self._connect_url(stream_url)
+        else:
+            url = self._connect_url or default_connect_url(self.base_url, stream_url)
+        headers: dict[str, str] = {}
+        if self._validator is not None:
+            # A.4: upgrade signed over the wss:// URL as written in the TwiML, empty params.
+            headers["X-Twilio-Signature"] = self._validator.compute_signature(stream_url, {})
+        try:
+            self._ws = await connect(
+                url,
+                additional_headers=headers,
+                compression=None,  # base64 μ-law barely compresses; deflate only costs CPU
+                open_timeout=self.connect_timeout,
+                close_timeout=self.close_timeout,
+                ping_interval=None,  # Twilio's keepalive behaviour is undocumented; send none
+                max_queue=64,  # bounded receive buffer (frames), backpressure beyond that
+            )
+        except InvalidStatus as exc:
+            code = exc.response.status_code
+            raise SoftphoneError(f"WS handshake got HTTP {code}, not 101 (Twilio 31920)") from exc
+        except (InvalidHandshake, OSError, TimeoutError) as exc:
+            raise SoftphoneError(f"WS connect to {url} failed: {exc!r} (Twilio 31901)") from exc
+
+        await self._ws.send(TwilioStreamWriter.connected(), text=True)  # A.2
+        await self._ws.send(self.writer.start(self.plan.parameters), text=True)  # A.2
+        loop = asyncio.get_running_loop()
+        self._t0 = loop.time()
+        if self.record_path is not None:
+            self._record = wave.open(str(self.record_path), "wb")
+            self._record.setnchannels(1)
+            self._record.setsampwidth(2)
+            self._record.setframerate(8000)
+        self._tasks = {
+            "send": asyncio.create_task(self._send_loop()),
+            "receive": asyncio.create_task(self._receive_loop()),
+            "playback": asyncio.create_task(self._playback_loop()),
+            "hangup": asyncio.create_task(self._hangup.wait()),
+        }
+        if self.dtmf_schedule:
+            self._tasks["dtmf"] = asyncio.create_task(self._dtmf_loop())
+        log.debug("softphone.connected", call_sid=self.call_sid, url=url)
+
+    async def finished(self) -> CallSummary:
+        """Wait until the call ends (``seconds``, end of audio, hangup(), or server close)."""
+        if self._finished.is_set():
+            return self.summary()
+        if not self._tasks:
+            raise RuntimeError("connect() first")
+        enders = [self._tasks["send"], self._tasks["receive"], self._tasks["hangup"]]
+        # The send loop ends by itself after `seconds`; the extra margin is only a safety net.
+        limit = None if self.seconds is None else self.seconds + self.close_timeout + 5
+        await asyncio.wait(enders, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        await self._shutdown()
+        # Surface failures of our own tasks or of the on_server_message hook.
+        for task in self._tasks.values():
+            if task.done() and not task.cancelled() and (exc := task.exception()) is not None:
+                raise exc
+        return self.summary()
+
+    def hangup(self) -> None:
+        """End the call now (the caller hangs up): ``stop`` + close, like Twilio (A.2)."""
+        self._hangup.set()
+
+    # ------------------------------------------------------------------ caller actions
+    def speak(
+        self,
+        audio: bytes,
+        *,
+        encoding: Literal["pcm16", "ulaw"] = "pcm16",
+        sample_rate: int = 8000,
+    ) -> float:
+        """Queue caller audio, sent in real time in place of silence after anything queued.
+
+        ``pcm16`` is little-endian mono at ``sample_rate`` (resampled to 8 kHz). Returns the
+        ms queued. Memory: the queue is bounded only by what the caller passes (8 KB/s).
+        """
+        if encoding == "pcm16":
+            audio = pcm16_to_ulaw(_resample(audio[: len(audio) & ~1], sample_rate))
+        self._outbox += audio
+        return len(audio) / BYTES_PER_MS
+
+    @property
+    def caller_ms_pending(self) -> float:
+        """Caller audio queued but not yet sent."""
+        return len(self._outbox) / BYTES_PER_MS
+
+    async def send_dtmf(self, digits: str) -> None:
+        """One ``dtmf`` message per digit (A.2)."""
+        if set(digits) - _DTMF_DIGITS:
+            raise ValueError(f"not DTMF digits: {digits!r}")
+        for digit in digits:
+            if await self._send(self.writer.dtmf(digit)):
+                self.dtmf_sent += 1
+        self._notify()
+
+    # ------------------------------------------------------------------ observation
+    @property
+    def elapsed(self) -> float:
+        """Seconds since stream start (0 before connect)."""
+        if self._t0 is None:
+            return 0.0
+        return asyncio.get_running_loop().time() - self._t0
+
+    # A mandatory ``timeout`` argument (rather than the caller's own asyncio.timeout) is on
+    # purpose: every wait in a scripted call must be bounded.
+    async def wait_for(
+        self,
+        predicate: Callable[[Softphone], bool],
+        timeout: float,  # noqa: ASYNC109
+    ) -> None:
+        """Wait until ``predicate(self)`` is true; re-checked on every state change.
+
+        Raises ``TimeoutError`` after ``timeout`` s. Also returns (if the predicate holds) or
+        raises once the call has ended and nothing can change any more.
+        """
+        async with asyncio.timeout(timeout):
+            while not predicate(self):
+                if self._finished.is_set():
+                    raise TimeoutError("call ended before the condition held")
+                await self._changed.wait()
+
+    async def wait_for_mark(self, name: str, timeout: float) -> MarkRecord:  # noqa: ASYNC109
+        """Wait until the server's mark ``name`` has been echoed; return its record."""
+
+        def echoed(sp: Softphone) -> bool:
+            return any(
+                m.name == name and m.played_ms_at_echo is not None for m in sp.playback.mark_records
+            )
+
+        await self.wait_for(echoed, timeout)
+        return next(m for m in self.playback.mark_records if m.name == name)
+
+    async def wait_for_agent_audio(self, ms: float, timeout: float) -> None:  # noqa: ASYNC109
+        """Wait until at least ``ms`` of agent audio has been received."""
+        await self.wait_for(lambda sp: sp.bytes_received >= ms * BYTES_PER_MS, timeout)
+
+    def summary(self) -> CallSummary:
+        """A snapshot (final once the call has ended)."""
+        if self._summary is not None:
+            return self._summary
+        plan = self.plan
+        fallback = list(plan.fallback_verbs) if plan else []
+        end = time.monotonic() if self._answered_at is not None else 0.0
+        return CallSummary(
+            call_sid=self.call_sid,
+            stream_sid=self.stream_sid,
+            frames_sent=self.frames_sent,
+            ms_sent=self.frames_sent * FRAME_MS,
+            frames_received=self.frames_received,
+            ms_received=self.bytes_received / BYTES_PER_MS,
+            ms_played=self.playback.played_ms,
+            ms_dropped_by_clear=self.playback.cleared_ms,
+            ms_overflow=self.playback.overflow_bytes / BYTES_PER_MS,
+            marks_received=self.marks_received,
+            marks_echoed=self.playback.marks_echoed,
+            clears=self.playback.clears,
+            dtmf_sent=self.dtmf_sent,
+            invalid_messages=self.invalid_messages,
+            invalid_reasons=dict(self.invalid_reasons),
+            closed_by=self.closed_by,
+            close_code=self.close_code,
+            close_reason=self.close_reason,
+            fallback_verbs=fallback,
+            fallback_would_run=self.closed_by == "server" and bool(fallback),
+            twiml_parameters=dict(plan.parameters) if plan else {},
+            twiml_warnings=list(plan.warnings) if plan else [],
+            marks=list(self.playback.mark_records),
+            marks_pending_at_end=self.playback.pending_mark_names,
+            duration_s=end - self._answered_at if self._answered_at is not None else 0.0,
+            status_callback_code=self.status_callback_code,
+        )
+
+    # ------------------------------------------------------------------ status callback
+    async def post_status(
+        self,
+        status: str = "completed",
+        sequence_number: int = 0,
+        *,
+        call_duration: int | None = None,
+    ) -> httpx.Response:
+        """POST a call-progress status callback (A.5). Callable out of order on purpose."""
+        if call_duration is None and self._answered_at is not None:
+            call_duration = math.ceil(time.monotonic() - self._answered_at)
+        params = {
+            "CallSid": self.call_sid,
+            "AccountSid": self.account_sid,
+            "From": self.from_number,
+            "To": self.to_number,
+            "Caller": self.from_number,
+            "Called": self.to_number,
+            "CallStatus": status,
+            "Direction": "inbound",
+            "ApiVersion": "2010-04-01",
+            "SequenceNumber": str(sequence_number),  # A.5: from 0; may arrive out of order
+            "Timestamp": format_datetime(datetime.now(UTC)),  # A.5: RFC 2822
+            "CallbackSource": "call-progress-events",
+        }
+        if call_duration is not None:
+            params["CallDuration"] = str(call_duration)
+        return await self._post(self.status_path, params)
+
+    # ------------------------------------------------------------------ internals
+    async def _post(self, path: str, params: dict[str, str]) -> httpx.Response:
+        headers = {"User-Agent": "TwilioProxy/1.1"}
+        if self._validator is not None:
+            # A.4: signature over the URL the server believes Twilio requested + sorted params.
+            url_public = self.public_url + path
+            headers["X-Twilio-Signature"] = self._validator.compute_signature(url_public, params)
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self.http_timeout)
+        try:
+            return await self._http.post(
+                self.base_url + path, data=params, headers=headers, timeout=self.http_timeout
+            )
+        except httpx.HTTPError as exc:
+            raise SoftphoneError(f"POST {path} failed: {exc!r}") from exc
+
+    async def _send(self, message: bytes) -> bool:
+        """Send one text frame; False if the socket is already gone.
+
+        No lock: for a single-frame message ``websockets`` writes to the transport before its
+        first suspension point, so frames leave in the order their sequence numbers were
+        assigned (build + send with no ``await`` in between).
+        """
+        ws = self._ws
+        if ws is None:
+            return False
+        try:
+            await ws.send(message, text=True)  # A.6: text frames only
+        except ConnectionClosed:
+            return False
+        return True
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _send_loop(self) -> None:
+        """Caller audio → ``media`` every 20 ms on an absolute clock (A.2).
+
+        Frame i carries audio [20i, 20i+20) ms and leaves at t0 + 20(i+1) ms, when it would
+        have been fully captured. Deadlines are computed from t0, so lateness never accumulates
+        (a stall is followed by a catch-up burst, as a network hiccup would produce).
+        """
+        assert self._t0 is not None
+        loop = asyncio.get_running_loop()
+        n_max = None if self.seconds is None else round(self.seconds * 1000) // FRAME_MS
+        i = 0
+        while n_max is None or i < n_max:
+            if self._audio_ends_call and not self._outbox:
+                break  # no `seconds`: the call lasts as long as the WAV
+            delay = self._t0 + (i + 1) * FRAME_S - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self._outbox:
+                frame = bytes(self._outbox[:FRAME_BYTES]).ljust(FRAME_BYTES, b"\xff")
+                del self._outbox[:FRAME_BYTES]
+            else:
+                frame = _SILENCE_FRAME
+            # A.2: timestamp = ms since stream start; chunk counted by the writer.
+            if not await self._send(self.writer.media(frame, i * FRAME_MS)):
+                # The server closed the socket: let the receive loop record how, so the call
+                # is not mistaken for one we hung up.
+                await asyncio.wait([self._tasks["receive"]], timeout=self.close_timeout + 1)
+                return
+            self.frames_sent += 1
+            i += 1
+
+    async def _receive_loop(self) -> None:
+        ws = self._ws
+        assert ws is not None
+        try:
+            async for frame in ws:
+                if self._stopping:
+                    continue  # after our `stop` nothing more is played or echoed
+                await self._handle(frame)
+        except ConnectionClosed:
+            pass  # abnormal close (no close frame): still "the socket went away"
+        if not self._stopping:
+            # A.3/31921: the server closed the socket; for <Connect> the TwiML resumes.
+            self.closed_by = "server"
+            self.close_code, self.close_reason = ws.close_code, ws.close_reason
+            log.info(
+                "softphone.closed_by_server",
+                call_sid=self.call_sid,
+                code=self.close_code,
+                reason=self.close_reason,
+            )
+        self._notify()
+
+    async def _handle(self, frame: str | bytes) -> None:
+        msg = parse_server_message(frame, self.stream_sid)
+        if isinstance(msg, ServerMedia):
+            self.frames_received += 1
+            self.bytes_received += len(msg.ulaw)
+            self.playback.enqueue_audio(msg.ulaw)  # A.3: queued, played in order
+        elif isinstance(msg, ServerMark):
+            self.marks_received += 1
+            for name in self.playback.enqueue_mark(msg.name):  # A.3: due now if queue empty
+                await self._send(self.writer.mark(name))
+        elif isinstance(msg, ServerClear):
+            # A.3: flush buffered audio, echo every pending mark right away.
+            for name in self.playback.clear():
+                await self._send(self.writer.mark(name))
+        else:
+            self._count_invalid(msg)
+        self._notify()
+        raw = msg.raw
+        if self.on_server_message is not None and raw is not None:
+            await self.on_server_message(raw)
+
+    def _count_invalid(self, msg: InvalidServerMessage) -> None:
+        self.invalid_messages += 1
+        if msg.reason in self.invalid_reasons or len(self.invalid_reasons) < _MAX_INVALID_REASONS:
+            self.invalid_reasons[msg.reason] += 1
+        log.debug("softphone.invalid_message", call_sid=self.call_sid, reason=msg.reason)
+
+    async def _playback_loop(self) -> None:
+        """Drain the playback queue at real time: 160 bytes per 20 ms tick, absolute clock."""
+        assert self._t0 is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            delay = self._t0 + (self._ticks + 1) * FRAME_S - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self._play_until(loop.time())
+
+    async def _play_until(self, now: float) -> None:
+        assert self._t0 is not None
+        # Ticks whose end time has passed; the epsilon absorbs float error at exact deadlines.
+        due = int((now - self._t0) / FRAME_S + 1e-6)
+        changed = False
+        while self._ticks < due:
+            audio, marks = self.playback.advance(FRAME_BYTES)
+            self._ticks += 1
+            if self._record is not None:
+                # Pad with silence so the recording keeps a true timeline.
+                self._record.writeframesraw(
+                    ulaw_to_pcm16(audio + _SILENCE_FRAME[: FRAME_BYTES - len(audio)])
+                )
+            for name in marks:
+                await self._send(self.writer.mark(name))  # A.3: echoed when playback reaches it
+            changed = changed or bool(audio or marks)
+        if changed:
+            self._notify()
+
+    async def _dtmf_loop(self) -> None:
+        assert self._t0 is not None
+        loop = asyncio.get_running_loop()
+        for at, digits in self.dtmf_schedule:
+            delay = self._t0 + at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self.send_dtmf(digits)
+
+    async def _shutdown(self) -> None:
+        """Idempotent teardown: stop tasks, send ``stop`` + close if we end the call."""
+        if self._shutdown_started:
+            await self._finished.wait()
+            return
+        self._shutdown_started = True
+        loop = asyncio.get_running_loop()
+        end = loop.time()
+        for name in ("send", "playback", "dtmf", "hangup"):
+            task = self._tasks.get(name)
+            if task is not None and not task.done():
+                task.cancel()
+        await asyncio.gather(
+            *(t for n, t in self._tasks.items() if n != "receive"), return_exceptions=True
+        )
+        ws = self._ws
+        receive = self._tasks.get("receive")
+        if ws is not None and self.closed_by is None and ws.state is not State.OPEN:
+            # The server is closing/has closed and the receive loop has not noticed yet.
+            if receive is not None:
+                await asyncio.wait([receive], timeout=self.close_timeout + 1)
+        if ws is not None and self.closed_by is None:
+            if self._t0 is not None:
+                # Play up to the hang-up instant so the record and echoes are exact.
+                await self._play_until(end)
+            self._stopping = True
+            self.closed_by = "softphone"
+            await self._send(self.writer.stop())  # A.2 `stop`: the call ended
+            await ws.close()  # bounded by close_timeout
+            self.close_code, self.close_reason = ws.close_code, ws.close_reason
+        if receive is not None and not receive.done():
+            # Its exceptions (e.g. from on_server_message) are re-raised by finished().
+            await asyncio.wait([receive], timeout=self.close_timeout + 1)
+            if not receive.done():
+                receive.cancel()
+                await asyncio.gather(receive, return_exceptions=True)
+        if self._record is not None:
+            self._record.close()  # patches the WAV header with the final length
+            self._record = None
+        try:
+            if self.status_callback and self._answered_at is not None:
+                # A.5: only `completed` is subscribed by default, so it is callback number 0.
+                resp = await self.post_status("completed", 0)
+                self.status_callback_code = resp.status_code
+        except SoftphoneError as exc:
+            log.warning("softphone.status_callback_failed", call_sid=self.call_sid, error=str(exc))
+        finally:
+            if self._own_http and self._http is not None:
+                await self._http.aclose()
+                self._http = None
+            self._summary = self.summary()
+            self._finished.set()
+            self._notify()
+            log.info(
+                "softphone.call_ended",
+                call_sid=self.call_sid,
+                closed_by=self.closed_by,
+                ms_played=self.playback.played_ms,
+                invalid=self.invalid_messages,
+            )
+
+
+async def place_call(base_url: str, **kwargs: Any) -> CallSummary:
+    """One call, start to finish: ``Softphone(base_url, **kwargs).run()``."""
+    return await Softphone(base_url, **kwargs).run()

@@ -1,0 +1,113 @@
+"""What a running process holds: Redis, the store, the call factory, carrier clients, metrics.
+
+Built once per process by the app's lifespan (``build_services``) and shared by every request
+and call. Edges reach the middle through ``factory``; nothing here decides anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from service.agent.catalog import builtin_tools, profiles_from_settings
+from service.calls.factory import CallFactory
+from service.calls.prewarm import PrewarmedSessions
+from service.calls.registry import CallRegistry
+from service.calls.timing import ServiceTimings
+from service.calls.worker import CallWorker
+from service.logging import redact_secrets
+from service.metrics import Metrics
+from service.realtime.backends import model_secrets
+from service.settings import Settings
+from service.store import connect_redis
+from service.store.audit import ToolAudit
+from service.store.calls import CallStore
+from service.store.writer import StoreWriter
+from service.telephony.twilio.rest import TwilioCalls
+from service.telephony.twilio.security import SignatureChecker, StreamTokens
+
+__all__ = ["Services", "build_services"]
+
+
+@dataclass
+class Services:
+    """Everything a request or a call needs, built once per process by the lifespan."""
+
+    settings: Settings
+    redis: Redis
+    embedded_redis: bool
+    writer: StoreWriter
+    store: CallStore
+    signatures: SignatureChecker
+    tokens: StreamTokens
+    factory: CallFactory
+    calls: CallRegistry[CallWorker] = field(default_factory=CallRegistry)
+    metrics: Metrics = field(default_factory=Metrics)
+    timings: ServiceTimings = field(default_factory=ServiceTimings)
+    audit: ToolAudit | None = None
+    twilio_calls: TwilioCalls | None = None  # Twilio's REST API, when credentials are set
+    draining: bool = False
+
+    async def aclose(self) -> None:
+        """Release what the process holds, the store writer last (it flushes)."""
+        self.draining = True
+        await self.factory.close()
+        if self.twilio_calls is not None:
+            await self.twilio_calls.aclose()
+        await self.writer.close(timeout=5.0)
+        await self.redis.aclose()
+
+
+def build_services(settings: Settings) -> Services:
+    auth_token = settings.twilio_auth_token.get_secret_value()
+    token_secret = settings.stream_token_secret.get_secret_value() or auth_token
+    redact_secrets(auth_token, token_secret, *model_secrets(settings))
+    redis, embedded = connect_redis(settings.redis_url)
+    writer = StoreWriter(redis, max_pending=settings.store_max_pending)
+    store = CallStore(
+        redis, writer, prefix=settings.redis_key_prefix, ttl_seconds=settings.call_ttl_seconds
+    )
+    metrics = Metrics()
+    metrics.watch_store(writer.stats)
+    timings = ServiceTimings(metrics=metrics)
+    calls: CallRegistry[CallWorker] = CallRegistry()
+    audit = ToolAudit(
+        writer,
+        prefix=settings.redis_key_prefix,
+        call_ttl_seconds=settings.call_ttl_seconds,
+        global_maxlen=settings.audit_maxlen,
+    )
+    factory = CallFactory(
+        settings=settings,
+        store=store,
+        redis=redis,
+        calls=calls,
+        metrics=metrics,
+        timings=timings,
+        audit=audit,
+        profiles=profiles_from_settings(settings),
+        tools=builtin_tools(),
+        prewarmed=PrewarmedSessions(timeout=settings.prewarm_timeout_seconds),
+    )
+    return Services(
+        settings=settings,
+        metrics=metrics,
+        timings=timings,
+        redis=redis,
+        embedded_redis=embedded,
+        writer=writer,
+        store=store,
+        signatures=SignatureChecker(auth_token, enforced=settings.signatures_enforced),
+        tokens=StreamTokens(token_secret, ttl_seconds=settings.stream_token_ttl_seconds),
+        factory=factory,
+        calls=calls,
+        audit=audit,
+        twilio_calls=(
+            TwilioCalls(
+                settings.twilio_account_sid, auth_token, base_url=settings.twilio_api_base_url
+            )
+            if settings.twilio_account_sid and auth_token
+            else None
+        ),
+    )

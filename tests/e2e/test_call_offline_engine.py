@@ -1,0 +1,66 @@
+"""The whole product on one machine with no cloud: the softphone speaks (Piper) into the
+service, which talks to the local server running the offline speech engine (Silero VAD,
+Whisper tiny.en, the hotline brain, Piper); the hotline tools run against the real Redis."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+from service.agent.hotline.orders import seed_orders
+from service.audio.resample import StreamResampler
+from service.demo import HOTLINE_TURNS, converse
+from service.modelserver.engine import SpeechScript, speech_engine
+from service.modelserver.engine.tts import speak
+from tests.conftest import TEST_AUTH_TOKEN
+from tests.test_call_tools import audit_of, states
+
+_ENGINE = None
+
+
+def engine():
+    global _ENGINE
+    if _ENGINE is None:  # the models load once per test session (~3 s)
+        _ENGINE = speech_engine(env={})
+        _ENGINE.warm()
+    return _ENGINE
+
+
+def heard_text(record: Path) -> str:
+    """Transcribe what the caller heard: the softphone's 8 kHz recording, at Whisper's 16 kHz."""
+    with wave.open(str(record)) as w:
+        pcm = w.readframes(w.getnframes())
+    resampler = StreamResampler(8000, 16000)
+    return engine().transcriber.transcribe(resampler.process(pcm) + resampler.flush(), 16000)
+
+
+async def test_spoken_order_status_call_end_to_end(make_service, local_model, tmp_path) -> None:
+    model = await local_model(SpeechScript(engine=engine()))
+    service = await make_service(
+        realtime_backend="local",
+        local_realtime_url=model.url,
+        input_transcription_model="whisper-1",
+    )
+    await seed_orders(service.services.redis, service.services.settings.redis_key_prefix)
+    record = tmp_path / "heard.wav"
+    result = await converse(
+        service,
+        TEST_AUTH_TOKEN,
+        turns=HOTLINE_TURNS,
+        voice=lambda text: speak(text, 8000),
+        patience_s=15.0,
+        barge_in_after_ms=6000,
+        seconds=24.0,
+        record=record,
+    )
+    summary = result.summary
+    entries = await audit_of(service, summary.call_sid)
+    assert states(entries, "verify_caller")[:3] == ["requested", "started", "finished"]
+    assert states(entries, "lookup_order")[:3] == ["requested", "started", "finished"]
+    # What the caller heard, transcribed, names the order's status and carrier.
+    said = heard_text(record).lower()
+    assert "ship" in said and "ups" in said, said
+    events = await service.services.store.get_events(summary.call_sid)
+    callers = [e["text"] for e in events if e["type"] == "transcript" and e["role"] == "caller"]
+    assert len(callers) >= 2  # both of the caller's turns were heard and transcribed
+    assert summary.clears >= 1  # and the caller talked over the agent at the end

@@ -1,0 +1,308 @@
+"""A whole call with no sockets: the worker between a simulated carrier and a wired model.
+
+``WiredModel`` is a real ``ModelSession``: the client protocol core
+(``OpenAIRealtimeProtocol``) wired straight to the model server's sans-I/O
+``RealtimeSession``, on a simulated clock. Every client event is checked against the
+``openai`` SDK's client-event union and every server event against its server-event union,
+so the pair speaks the public protocol, not a dialect. Faults are injected on the wire:
+``drop_client`` swallows client events (a lost ``response.create``), ``inject`` delivers any
+server event.
+
+``Carrier`` is Twilio's playback queue (``PlaybackBuffer``) on the same clock: it plays what
+the worker sends at real time and echoes marks as playback reaches them.
+
+``WiredCall.advance(seconds)`` moves the clock in small steps, letting the server stream and
+the carrier play, and the event loop run the worker's tasks in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import fakeredis
+import orjson
+
+from service.calls.worker import CallWorker
+from service.modelserver.protocol import validate_server_event
+from service.modelserver.script import Script
+from service.modelserver.session import RealtimeSession
+from service.peers.twilio.playback import BYTES_PER_MS, PlaybackBuffer
+from service.realtime.config import SessionConfig
+from service.realtime.events import ModelAudioFormat, ModelClosed, ModelEvent, Purpose
+from service.realtime.openai.protocol import OpenAIRealtimeProtocol
+from service.store.calls import CallStore
+from service.store.writer import StoreWriter
+from service.telephony.events import (
+    CallerCommand,
+    CallStarted,
+    ClearPlayback,
+    HangUp,
+    MarkPlayed,
+    PlaceMark,
+    PlayAudio,
+)
+from tests.support.conformance import check_openai_client_event
+
+__all__ = ["Carrier", "SimClock", "WiredCall", "WiredModel"]
+
+Event = dict[str, Any]
+
+
+class SimClock:
+    """Simulated time, with ``loop.call_later``'s shape for timers that follow it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._timers: list[_Timer] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> _Timer:
+        timer = _Timer(self.now + delay, callback)
+        self._timers.append(timer)
+        return timer
+
+    def fire_due(self) -> None:
+        due = [t for t in self._timers if t.when <= self.now and not t.cancelled]
+        self._timers = [t for t in self._timers if t not in due and not t.cancelled]
+        for timer in due:
+            timer.callback()
+
+
+class _Timer:
+    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+        self.when, self.callback, self.cancelled = when, callback, False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class WiredModel:
+    """A ``ModelSession`` over the sans-I/O protocol pair; see the module docstring."""
+
+    detects_speech_during_playback = True
+
+    def __init__(self, script: Script, clock: SimClock, config: SessionConfig | None = None):
+        self.protocol = OpenAIRealtimeProtocol(config or SessionConfig())
+        self.server = RealtimeSession(script)
+        self.clock = clock
+        self.client_events: list[Event] = []
+        self.server_events: list[Event] = []
+        self.drop_client: Callable[[Event], bool] = lambda _event: False
+        self._queue: asyncio.Queue[ModelEvent] = asyncio.Queue()
+        self._opened = False
+        self.closed = False
+
+    # --- the wire ------------------------------------------------------------------------
+
+    def _to_server(self, event: Event) -> None:
+        check_openai_client_event(event)
+        self.client_events.append(event)
+        if self.closed or self.drop_client(event):
+            return
+        self._deliver(self.server.receive(orjson.dumps(event), self.clock.now))
+
+    def _deliver(self, events: list[Event]) -> None:
+        for event in events:
+            validate_server_event(event)
+            self.inject(event)
+
+    def inject(self, event: Event) -> None:
+        """A server event on the wire, parsed by the client core as if it had arrived."""
+        self.server_events.append(event)
+        for model_event in self.protocol.receive(orjson.dumps(event), self.clock.now):
+            self._queue.put_nowait(model_event)
+
+    def tick(self) -> None:
+        if not self.closed:
+            self._deliver(self.server.tick(self.clock.now))
+
+    # --- ModelSession ----------------------------------------------------------------------
+
+    @property
+    def audio_format(self) -> ModelAudioFormat:
+        return self.protocol.audio_format
+
+    @property
+    def input_format(self) -> ModelAudioFormat:
+        return self.protocol.audio_format
+
+    @property
+    def active_response_id(self) -> str | None:
+        return self.protocol.active_response_id
+
+    async def open(self, greeting: str | None = None) -> None:
+        if self._opened:
+            return
+        self._opened = True
+        self._deliver(self.server.open(self.clock.now))
+        self._to_server(self.protocol.session_update())
+        if greeting:
+            self._to_server(self.protocol.create_response(greeting, purpose="greeting"))
+
+    async def events(self) -> AsyncIterator[ModelEvent]:
+        while True:
+            event = await self._queue.get()
+            yield event
+            if isinstance(event, ModelClosed):
+                return
+
+    async def send_audio(self, audio: bytes) -> bool:
+        self._to_server(self.protocol.append_audio(audio))
+        return True
+
+    async def create_response(
+        self,
+        instructions: str | None = None,
+        *,
+        purpose: Purpose | None = None,
+        out_of_band: bool = False,
+    ) -> bool:
+        event = self.protocol.create_response(
+            instructions, purpose=purpose, out_of_band=out_of_band
+        )
+        self._to_server(event)
+        return True
+
+    async def send_user_text(self, text: str) -> bool:
+        self._to_server(self.protocol.user_text(text))
+        return True
+
+    async def truncate(self, item_id: str, audio_end_ms: int) -> bool:
+        self._to_server(self.protocol.truncate(item_id, audio_end_ms))
+        return True
+
+    async def cancel_response(self) -> bool:
+        self._to_server(self.protocol.cancel_response())
+        return True
+
+    async def function_output(self, call_id: str, output: str) -> bool:
+        self._to_server(self.protocol.function_output(call_id, output))
+        return True
+
+    async def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._queue.put_nowait(ModelClosed("closed"))
+
+    def sent(self, kind: str) -> list[Event]:
+        return [e for e in self.client_events if e["type"] == kind]
+
+    def received(self, kind: str) -> list[Event]:
+        return [e for e in self.server_events if e["type"] == kind]
+
+
+class Carrier:
+    """What the worker's commands do at Twilio: queue, play at real time, echo marks."""
+
+    def __init__(self) -> None:
+        self.playback = PlaybackBuffer()
+        self.commands: list[CallerCommand] = []
+        self.echoes: list[str] = []  # mark names due to be echoed to the worker
+        self.hung_up: HangUp | None = None
+        self.played_at_clear: float | None = None  # ms played when the (last) clear came
+        self.played_at_hang_up = 0.0
+        self.heard = bytearray()
+
+    async def send(self, command: CallerCommand) -> None:
+        self.commands.append(command)
+        match command:
+            case PlayAudio(ulaw=ulaw):
+                self.playback.enqueue_audio(ulaw)
+            case PlaceMark(name=name):
+                self.echoes += self.playback.enqueue_mark(name)
+            case ClearPlayback():
+                self.played_at_clear = self.playback.played_ms
+                self.echoes += self.playback.clear()
+            case HangUp():
+                self.hung_up = command
+                self.played_at_hang_up = self.playback.played_ms
+
+    def play(self, ms: float) -> None:
+        audio, echoed = self.playback.advance(int(ms * BYTES_PER_MS))
+        self.heard += audio
+        self.echoes += echoed
+
+    def count(self, kind: type) -> int:
+        return sum(isinstance(c, kind) for c in self.commands)
+
+
+class WiredCall:
+    """One call: carrier ↔ worker ↔ wired model, all on one simulated clock."""
+
+    def __init__(
+        self,
+        script: Script,
+        *,
+        config: SessionConfig | None = None,
+        greeting: str | None = "Greet the caller.",
+        step_ms: float = 10.0,
+        **worker_options: Any,
+    ) -> None:
+        self.clock = SimClock()
+        self.model = WiredModel(script, self.clock, config)
+        self.carrier = Carrier()
+        self.step_ms = step_ms
+        # The embedded store the service runs with when REDIS_URL is unset: what the call
+        # records is checked in the end-to-end tests against a real Redis.
+        self.redis = fakeredis.FakeAsyncRedis()
+        self.writer = StoreWriter(self.redis)
+        self.store = CallStore(self.redis, self.writer)
+        self.worker = CallWorker(
+            CallStarted("CA_wired", "test", carrier_fields={"stream_sid": "MZ_wired"}),
+            store=self.store,
+            send=self.carrier.send,
+            model=self.model,
+            backend="local",
+            greeting=greeting,
+            clock=self.clock,
+            call_later=self.clock.call_later,
+            **worker_options,
+        )
+
+    async def __aenter__(self) -> WiredCall:
+        self.writer.start()
+        self.worker.start()
+        await self.settle()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.worker.close()
+        await self.writer.close()
+        await self.redis.aclose()
+
+    async def events(self) -> list[dict[str, Any]]:
+        """The call's events stream as stored."""
+        await self.writer.flush(5.0)
+        return await self.store.get_events(self.worker.call_sid)
+
+    async def settle(self, rounds: int = 20) -> None:
+        """Let the loop run what is ready (the worker's tasks and the events queued for it)."""
+        for _ in range(rounds):
+            await asyncio.sleep(0)
+
+    async def advance(self, seconds: float) -> None:
+        end = self.clock.now + seconds
+        while self.clock.now < end - 1e-9:
+            step = min(self.step_ms / 1000, end - self.clock.now)
+            self.clock.now += step
+            self.clock.fire_due()
+            self.model.tick()
+            self.carrier.play(step * 1000)
+            await self._echo()
+            await self.settle()
+
+    async def _echo(self) -> None:
+        echoes, self.carrier.echoes = self.carrier.echoes, []
+        for name in echoes:
+            await self.worker.on_event(MarkPlayed(name))
+
+    async def until(self, condition: Callable[[], bool], *, within: float = 30.0) -> None:
+        """Advance the simulated clock until ``condition()`` (at most ``within`` seconds)."""
+        end = self.clock.now + within
+        while not condition():
+            assert self.clock.now < end, "condition not met in simulated time"
+            await self.advance(self.step_ms / 1000)
