@@ -11,6 +11,7 @@ from tests.support.redis_server import RedisServer
 
 if TYPE_CHECKING:
     from service.modelserver.server import LocalRealtimeServer
+    from service.peers.gemini_live import LocalGeminiServer
     from service.serving import RunningService
     from tests.support.session_driver import SessionDriver
 
@@ -128,3 +129,22 @@ def d() -> Iterator[SessionDriver]:
     from tests.support.session_driver import SessionDriver
 
     yield SessionDriver()
+
+
+@pytest.fixture
+async def gemini_peer() -> AsyncIterator[Callable[..., Awaitable[LocalGeminiServer]]]:
+    """Start local Gemini Live peers: ``await gemini_peer(script)`` or
+    ``await gemini_peer(pace=None, …)`` (GeminiScript fields); all stopped after the test."""
+    from service.peers.gemini_live import GeminiScript, LocalGeminiServer
+
+    servers: list[LocalGeminiServer] = []
+
+    async def start(script: GeminiScript | None = None, **fields: object) -> LocalGeminiServer:
+        server = LocalGeminiServer(script or GeminiScript(**fields))  # type: ignore[arg-type]
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.stop()

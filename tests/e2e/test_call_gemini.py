@@ -1,16 +1,12 @@
-"""A phone call through the service with REALTIME_BACKEND=gemini: the softphone, real Redis,
+"""A phone call through the service with REALTIME_BACKEND=gemini_peer: the softphone, real Redis,
 uvicorn, and the local Gemini-Live peer (which checks every client message against the
 google-genai SDK's own types)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-
-import pytest
-
 from service.peers.gemini_live import GeminiScript, GeminiTurn, LocalGeminiServer, ToolCall
+from tests.e2e.test_call_tools import ask, audit_of, caller, states, with_tool
 from tests.support.waiting import eventually
-from tests.test_call_tools import ask, audit_of, caller, states, with_tool
 
 
 async def check_stock(item: str) -> dict:
@@ -26,21 +22,6 @@ async def slow_search(query: str) -> dict:
     return {"found": True}
 
 
-@pytest.fixture
-async def gemini() -> AsyncIterator[Callable[[GeminiScript], Awaitable[LocalGeminiServer]]]:
-    servers: list[LocalGeminiServer] = []
-
-    async def start(script: GeminiScript) -> LocalGeminiServer:
-        server = LocalGeminiServer(script)
-        await server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        await server.stop()
-
-
 async def gemini_service(make_service, server: LocalGeminiServer):
     return await make_service(
         realtime_backend="gemini",
@@ -50,7 +31,7 @@ async def gemini_service(make_service, server: LocalGeminiServer):
 
 
 async def test_gemini_call_greets_answers_with_a_tool_survives_go_away_and_barge_in(
-    make_service, gemini
+    make_service, gemini_peer
 ) -> None:
     script = GeminiScript(
         greeting=GeminiTurn(text="Hello, thanks for calling.", duration_ms=1200),
@@ -65,7 +46,7 @@ async def test_gemini_call_greets_answers_with_a_tool_survives_go_away_and_barge
         go_away_after_s=7.5,
         go_away_time_left_s=1.0,
     )
-    server = await gemini(script)
+    server = await gemini_peer(script)
     service = await gemini_service(make_service, server)
     with_tool(service, check_stock)
     phone = caller(service, seconds=11.0)
@@ -106,7 +87,7 @@ async def test_gemini_call_greets_answers_with_a_tool_survives_go_away_and_barge
     assert roles == {"agent", "caller"}
 
 
-async def test_gemini_cancels_a_running_tool(make_service, gemini) -> None:
+async def test_gemini_cancels_a_running_tool(make_service, gemini_peer) -> None:
     script = GeminiScript(
         greeting=GeminiTurn(text="Hello.", duration_ms=600),
         replies=[
@@ -120,7 +101,7 @@ async def test_gemini_cancels_a_running_tool(make_service, gemini) -> None:
             GeminiTurn(text="Never mind that.", duration_ms=800),
         ],
     )
-    server = await gemini(script)
+    server = await gemini_peer(script)
     service = await gemini_service(make_service, server)
     with_tool(service, slow_search, timeout=10.0)
     phone = caller(service, seconds=5.0)

@@ -13,7 +13,7 @@ from service.demo import HOTLINE_TURNS, converse
 from service.modelserver.engine import SpeechScript, speech_engine
 from service.modelserver.engine.tts import speak
 from tests.conftest import TEST_AUTH_TOKEN
-from tests.test_call_tools import audit_of, states
+from tests.e2e.test_call_tools import audit_of, states
 
 _ENGINE = None
 

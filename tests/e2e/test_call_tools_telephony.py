@@ -9,9 +9,9 @@ from typing import Any
 
 from service.modelserver.script import FunctionCall, Turn
 from tests.conftest import TEST_AUTH_TOKEN
+from tests.e2e.test_call_tools import ask, audit_of, caller, hotline_service, states, with_tool
 from tests.support.twilio_rest import TwilioRestStandIn
 from tests.support.waiting import eventually
-from tests.test_call_tools import ask, audit_of, caller, hotline_service, states, with_tool
 
 ACCOUNT = "AC" + "e" * 32
 

@@ -29,18 +29,14 @@ import asyncio
 import math
 import time
 import wave
-import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
-import numpy as np
 import structlog
 from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
@@ -48,7 +44,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.protocol import State
 
 from service.audio.g711 import ULAW_SILENCE, pcm16_to_ulaw, ulaw_to_pcm16
-from service.audio.resample import StreamResampler
+from service.audio.wav import clip_to_8k, load_wav_as_ulaw
 from service.peers.twilio.media import (
     FRAME_BYTES,
     FRAME_MS,
@@ -61,6 +57,14 @@ from service.peers.twilio.media import (
     parse_server_message,
 )
 from service.peers.twilio.playback import BYTES_PER_MS, MarkRecord, PlaybackBuffer
+from service.peers.twilio.summary import CallSummary
+from service.peers.twilio.twiml import (
+    SoftphoneError,
+    TwimlPlan,
+    TwimlVerb,
+    default_connect_url,
+    parse_twiml,
+)
 
 __all__ = [
     "CallSummary",
@@ -78,132 +82,8 @@ log = structlog.get_logger(__name__)
 
 FRAME_S = FRAME_MS / 1000
 _SILENCE_FRAME = bytes([ULAW_SILENCE]) * FRAME_BYTES
-_MAX_TWIML_BYTES = 1_000_000  # refuse absurd webhook bodies before parsing them
 _DTMF_DIGITS = frozenset("0123456789*#ABCD")
 _MAX_INVALID_REASONS = 32  # distinct reason labels kept; labels are fixed strings anyway
-
-
-class SoftphoneError(Exception):
-    """The call could not be set up the way Twilio would (webhook, TwiML or WS handshake)."""
-
-
-# ---------------------------------------------------------------------------- TwiML
-@dataclass(slots=True)
-class TwimlVerb:
-    """A TwiML verb, e.g. the ``<Say>`` after ``</Connect>`` (A.1)."""
-
-    name: str
-    text: str = ""
-    attributes: dict[str, str] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return f"<{self.name}> {self.text}".rstrip()
-
-
-@dataclass(slots=True)
-class TwimlPlan:
-    """What the voice webhook told "Twilio" to do."""
-
-    stream_url: str  # absolute, as written (resolved if relative)
-    parameters: dict[str, str]  # <Parameter name value>, become start.customParameters (A.1)
-    fallback_verbs: list[TwimlVerb]  # run only after the server closes the socket (A.1)
-    stream_attributes: dict[str, str]
-    warnings: list[str]  # things real Twilio would reject or mishandle (A.1, A.6)
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]  # tolerate an (unneeded) XML namespace
-
-
-def parse_twiml(xml_text: str | bytes, *, public_url: str) -> TwimlPlan:
-    """Parse ``Response/Connect/Stream`` (A.1). ``public_url`` resolves a relative Stream url."""
-    try:
-        root = ET.fromstring(xml_text)
-    except ET.ParseError as exc:
-        raise SoftphoneError(f"TwiML is not XML ({exc}); Twilio error 12100") from exc
-    if _local(root.tag) != "Response":
-        raise SoftphoneError(f"TwiML root is <{_local(root.tag)}>, not <Response>")
-    verbs = list(root)
-    for index, verb in enumerate(verbs):
-        if _local(verb.tag) != "Connect":
-            continue
-        stream = next((c for c in verb if _local(c.tag) == "Stream"), None)
-        if stream is None:
-            continue
-        warnings: list[str] = []
-        url = stream.get("url", "")
-        if not url:
-            raise SoftphoneError("<Stream> has no url")
-        # A.1: url may be relative; resolve against the public (wss) URL of the webhook.
-        base = urlsplit(public_url)
-        ws_base = urlunsplit((_ws_scheme(base.scheme), base.netloc, base.path, "", ""))
-        url = urljoin(ws_base + "/", url)
-        parts = urlsplit(url)
-        if parts.scheme != "wss":
-            warnings.append(f"Stream url scheme is {parts.scheme!r}; Twilio supports only wss")
-        if parts.query:
-            warnings.append("Stream url has a query string; Twilio does not support it (A.1)")
-        params: dict[str, str] = {}
-        for p in stream:
-            if _local(p.tag) != "Parameter":
-                continue
-            name, value = p.get("name", ""), p.get("value", "")
-            if len(name) + len(value) >= 500:
-                warnings.append(f"Parameter {name[:40]!r}: name+value >= 500 chars (A.1)")
-            params[name] = value
-        fallback = [
-            TwimlVerb(_local(v.tag), (v.text or "").strip(), dict(v.attrib))
-            for v in verbs[index + 1 :]
-        ]
-        return TwimlPlan(url, params, fallback, dict(stream.attrib), warnings)
-    if any(_local(v.tag) == "Start" for v in verbs):
-        raise SoftphoneError("TwiML uses <Start><Stream> (unidirectional); need <Connect>")
-    raise SoftphoneError("TwiML has no <Connect><Stream>")
-
-
-def _ws_scheme(http_scheme: str) -> str:
-    return {"http": "ws", "https": "wss"}.get(http_scheme, http_scheme)
-
-
-def default_connect_url(base_url: str, stream_url: str) -> str:
-    """Where to really connect: base_url's scheme/host + the Stream url's path (and query).
-
-    The TwiML names the public wss:// host; tests and local runs listen on plain ws:// on
-    127.0.0.1, so the host is rewritten while the path (which routing depends on) is kept.
-    """
-    base, stream = urlsplit(base_url), urlsplit(stream_url)
-    return urlunsplit((_ws_scheme(base.scheme), base.netloc, stream.path, stream.query, ""))
-
-
-# ---------------------------------------------------------------------------- audio helpers
-def load_wav_as_ulaw(path: str | Path) -> bytes:
-    """Read a 16-bit PCM WAV (any rate, mono or stereo) → 8 kHz mono μ-law bytes.
-
-    Memory: the whole file is decoded at once (input size + 8 KB per second of output).
-    """
-    with wave.open(str(path), "rb") as w:
-        if w.getsampwidth() != 2:
-            raise ValueError(f"{path}: only 16-bit PCM WAV is supported")
-        channels, rate = w.getnchannels(), w.getframerate()
-        raw = w.readframes(w.getnframes())
-    samples = np.frombuffer(raw, dtype="<i2")
-    if channels > 1:
-        # Average the channels (int32 to avoid overflow) — a phone line is mono.
-        samples = samples[: len(samples) - len(samples) % channels].reshape(-1, channels)
-        samples = (samples.astype(np.int32).sum(axis=1) // channels).astype("<i2")
-    return pcm16_to_ulaw(_resample(samples.tobytes(), rate))
-
-
-def _resample(pcm: bytes, rate: int) -> bytes:
-    if rate == 8000:
-        return pcm
-    rs = StreamResampler(rate, 8000)
-    out = rs.process(pcm) + rs.flush()
-    # A whole file is converted at once, so the filter's fixed delay can be taken back out:
-    # the caller's speech starts on time and lasts exactly as long as the file.
-    skip = round(rs.delay_ms * 8) * 2
-    length = (len(pcm) // 2 * 8000 // rate) * 2
-    return out[skip : skip + length]
 
 
 def parse_dtmf_schedule(spec: str) -> list[tuple[float, str]]:
@@ -218,76 +98,6 @@ def parse_dtmf_schedule(spec: str) -> list[tuple[float, str]]:
             raise ValueError(f"bad DTMF schedule item {item!r}; expected SECONDS:DIGITS")
         schedule.append((float(at), digits))
     return sorted(schedule)
-
-
-# ---------------------------------------------------------------------------- summary
-@dataclass(slots=True)
-class CallSummary:
-    call_sid: str
-    stream_sid: str
-    frames_sent: int  # caller media messages sent
-    ms_sent: int
-    frames_received: int  # server media messages
-    ms_received: float
-    ms_played: float
-    ms_dropped_by_clear: float
-    ms_overflow: float  # dropped because the playback queue hit max_buffered_ms
-    marks_received: int
-    marks_echoed: int
-    clears: int
-    dtmf_sent: int
-    invalid_messages: int
-    invalid_reasons: dict[str, int]
-    closed_by: Literal["softphone", "server"] | None  # None while the call is still up
-    close_code: int | None
-    close_reason: str | None
-    fallback_verbs: list[TwimlVerb]
-    fallback_would_run: bool  # server ended the stream and TwiML follows </Connect> (A.1)
-    twiml_parameters: dict[str, str]
-    twiml_warnings: list[str]
-    marks: list[MarkRecord]  # per server mark: played_ms_at_echo (None = never echoed), cleared
-    marks_pending_at_end: list[str]
-    duration_s: float  # webhook answered → hang-up
-    status_callback_code: int | None = None
-
-    def to_table(self) -> str:
-        def row(k: str, v: object) -> str:
-            return f"  {k:<22} {v}"
-
-        if self.closed_by == "server":
-            ended = f"stream ended by server (code {self.close_code} {self.close_reason or ''})"
-            if self.fallback_would_run:
-                ended += "; Twilio would now run: " + ", ".join(map(str, self.fallback_verbs))
-            else:
-                ended += "; nothing after </Connect>: the call would hang up"
-        else:
-            ended = f"softphone hung up (server close code {self.close_code})"
-        cleared = sum(1 for m in self.marks if m.cleared)
-        lines = [
-            f"call {self.call_sid}  stream {self.stream_sid}  {self.duration_s:.2f} s",
-            row("ended", ended.rstrip()),
-            row("caller audio sent", f"{self.frames_sent} frames / {self.ms_sent} ms"),
-            row("agent audio recv", f"{self.frames_received} msgs / {self.ms_received:.0f} ms"),
-            row("agent audio played", f"{self.ms_played:.0f} ms"),
-            row("dropped by clear", f"{self.ms_dropped_by_clear:.0f} ms ({self.clears} clears)"),
-            row(
-                "marks",
-                f"{self.marks_received} received, {self.marks_echoed} echoed "
-                f"({cleared} by clear), {len(self.marks_pending_at_end)} pending at end",
-            ),
-            row("dtmf sent", self.dtmf_sent),
-            row("parameters", self.twiml_parameters),
-        ]
-        if self.ms_overflow:
-            lines.append(row("playback overflow", f"{self.ms_overflow:.0f} ms dropped"))
-        if self.invalid_messages:
-            lines.append(
-                row("INVALID from server", f"{self.invalid_messages} {dict(self.invalid_reasons)}")
-            )
-        lines.extend(row("TwiML warning", w) for w in self.twiml_warnings)
-        if self.status_callback_code is not None:
-            lines.append(row("status callback", f"HTTP {self.status_callback_code}"))
-        return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------- the softphone
@@ -436,8 +246,6 @@ class Softphone:
         resp = await self._post(self.voice_path, params)
         if resp.status_code != 200:
             raise SoftphoneError(f"voice webhook returned HTTP {resp.status_code} (Twilio 11200)")
-        if len(resp.content) > _MAX_TWIML_BYTES:
-            raise SoftphoneError("voice webhook body is too large")
         self.plan = parse_twiml(resp.content, public_url=self.public_url)
         ctype = resp.headers.get("content-type", "")
         if "xml" not in ctype:
@@ -529,7 +337,7 @@ class Softphone:
         ms queued. Memory: the queue is bounded only by what the caller passes (8 KB/s).
         """
         if encoding == "pcm16":
-            audio = pcm16_to_ulaw(_resample(audio[: len(audio) & ~1], sample_rate))
+            audio = pcm16_to_ulaw(clip_to_8k(audio[: len(audio) & ~1], sample_rate))
         self._outbox += audio
         return len(audio) / BYTES_PER_MS
 

@@ -67,21 +67,6 @@ class Events:
 
 
 @pytest.fixture
-async def peer() -> AsyncIterator[Callable[..., Any]]:
-    servers: list[LocalGeminiServer] = []
-
-    async def start(**script: Any) -> LocalGeminiServer:
-        server = LocalGeminiServer(GeminiScript(**script))
-        await server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        await server.stop()
-
-
-@pytest.fixture
 async def sessions() -> AsyncIterator[Callable[..., GeminiLiveSession]]:
     made: list[GeminiLiveSession] = []
 
@@ -106,8 +91,8 @@ def done(events: Events, response_id: str) -> Callable[[ModelEvent], bool]:
     return lambda e: isinstance(e, ResponseDone) and e.response_id == response_id
 
 
-async def test_greeting_audio_arrives(peer: Any, sessions: Any) -> None:
-    server = await peer(pace=None)
+async def test_greeting_audio_arrives(gemini_peer: Any, sessions: Any) -> None:
+    server = await gemini_peer(pace=None)
     session = sessions(server)
     await session.open("Greet the caller.")
     assert session.greeting_requested
@@ -125,8 +110,8 @@ async def test_greeting_audio_arrives(peer: Any, sessions: Any) -> None:
     assert turns == [{"role": "user", "parts": [{"text": "Greet the caller."}]}]
 
 
-async def test_caller_speech_gets_a_model_turn(peer: Any, sessions: Any) -> None:
-    server = await peer(pace=None, user_transcripts=["Where is my order?"])
+async def test_caller_speech_gets_a_model_turn(gemini_peer: Any, sessions: Any) -> None:
+    server = await gemini_peer(pace=None, user_transcripts=["Where is my order?"])
     session = sessions(server)
     await session.open(None)
     events = Events(session)
@@ -138,8 +123,10 @@ async def test_caller_speech_gets_a_model_turn(peer: Any, sessions: Any) -> None
     assert {m["realtimeInput"]["audio"]["mimeType"] for m in audio} == {"audio/pcm;rate=8000"}
 
 
-async def test_barge_in_interrupts_and_cancels(peer: Any, sessions: Any) -> None:
-    server = await peer(pace=2.0, greeting=GeminiTurn(text="A long greeting.", duration_ms=4000))
+async def test_barge_in_interrupts_and_cancels(gemini_peer: Any, sessions: Any) -> None:
+    server = await gemini_peer(
+        pace=2.0, greeting=GeminiTurn(text="A long greeting.", duration_ms=4000)
+    )
     session = sessions(server)
     await session.open("Greet the caller.")
     events = Events(session)
@@ -154,8 +141,10 @@ async def test_barge_in_interrupts_and_cancels(peer: Any, sessions: Any) -> None
     assert sum(len(e.audio) for e in events.of(AgentAudio)) < 48 * 4000
 
 
-async def test_text_waits_for_the_turn_instead_of_interrupting_it(peer: Any, sessions: Any) -> None:
-    server = await peer(pace=8.0)
+async def test_text_waits_for_the_turn_instead_of_interrupting_it(
+    gemini_peer: Any, sessions: Any
+) -> None:
+    server = await gemini_peer(pace=8.0)
     session = sessions(server)
     await session.open("Greet the caller.")
     events = Events(session)
@@ -170,9 +159,9 @@ async def test_text_waits_for_the_turn_instead_of_interrupting_it(peer: Any, ses
     assert not await session.create_response("Say hold on.", purpose="filler", out_of_band=True)
 
 
-async def test_tool_call_round_trip(peer: Any, sessions: Any) -> None:
+async def test_tool_call_round_trip(gemini_peer: Any, sessions: Any) -> None:
     call = ToolCall("lookup_order", {"order_number": "4217"}, id="fc_1")
-    server = await peer(
+    server = await gemini_peer(
         pace=None,
         greeting=GeminiTurn(text="Let me check.", tool_call=call),
         replies=[GeminiTurn(text="It shipped yesterday.")],
@@ -206,9 +195,9 @@ async def test_tool_call_round_trip(peer: Any, sessions: Any) -> None:
     assert peer_session.errors == []
 
 
-async def test_tool_call_cancellation(peer: Any, sessions: Any) -> None:
+async def test_tool_call_cancellation(gemini_peer: Any, sessions: Any) -> None:
     call = ToolCall("lookup_order", {"order_number": "1"}, id="fc_9", cancel_after_ms=50)
-    server = await peer(pace=None, greeting=GeminiTurn(tool_call=call))
+    server = await gemini_peer(pace=None, greeting=GeminiTurn(tool_call=call))
     session = sessions(server)
     await session.open("Greet the caller.")
     events = Events(session)
@@ -220,7 +209,7 @@ async def test_tool_call_cancellation(peer: Any, sessions: Any) -> None:
     assert not [m for m in server.history[0].received if "toolResponse" in m]
 
 
-async def test_go_away_resumes_with_the_newest_handle(peer: Any, sessions: Any) -> None:
+async def test_go_away_resumes_with_the_newest_handle(gemini_peer: Any, sessions: Any) -> None:
     gap_frames: list[int] = []
 
     def hook(index: int, message: dict[str, Any]) -> None:
@@ -228,7 +217,7 @@ async def test_go_away_resumes_with_the_newest_handle(peer: Any, sessions: Any) 
         if audio and audio["data"].startswith("BwAHAAcA"):  # base64 of MARK
             gap_frames.append(index)
 
-    server = await peer(
+    server = await gemini_peer(
         pace=None,
         go_away_after_s=0.2,
         go_away_time_left_s=5.0,
@@ -258,8 +247,10 @@ async def test_go_away_resumes_with_the_newest_handle(peer: Any, sessions: Any) 
     assert not events.of(ModelClosed)
 
 
-async def test_connection_drop_is_resumed(peer: Any, sessions: Any) -> None:
-    server = await peer(pace=4.0, greeting=GeminiTurn(text="Hello there.", drop_after_ms=300))
+async def test_connection_drop_is_resumed(gemini_peer: Any, sessions: Any) -> None:
+    server = await gemini_peer(
+        pace=4.0, greeting=GeminiTurn(text="Hello there.", drop_after_ms=300)
+    )
     session = sessions(server)
     await session.open("Greet the caller.")
     events = Events(session)
@@ -273,8 +264,8 @@ async def test_connection_drop_is_resumed(peer: Any, sessions: Any) -> None:
     assert session.resumptions == 1 and not events.of(ModelClosed)
 
 
-async def test_resumption_gives_up_after_n_attempts(peer: Any, sessions: Any) -> None:
-    server = await peer(pace=None, reject_resumptions=99)
+async def test_resumption_gives_up_after_n_attempts(gemini_peer: Any, sessions: Any) -> None:
+    server = await gemini_peer(pace=None, reject_resumptions=99)
     session = sessions(server, resume_attempts=3)
     await session.open("Greet the caller.")
     events = Events(session)
@@ -286,8 +277,8 @@ async def test_resumption_gives_up_after_n_attempts(peer: Any, sessions: Any) ->
     assert not await session.send_audio(MARK)  # nothing is held for a session that is gone
 
 
-async def test_no_handle_means_no_resumption(peer: Any, sessions: Any) -> None:
-    server = await peer(pace=None, resumption_updates=False)
+async def test_no_handle_means_no_resumption(gemini_peer: Any, sessions: Any) -> None:
+    server = await gemini_peer(pace=None, resumption_updates=False)
     session = sessions(server)
     await session.open(None)
     events = Events(session)
@@ -296,13 +287,13 @@ async def test_no_handle_means_no_resumption(peer: Any, sessions: Any) -> None:
     assert "no resumption handle" in closed.reason and len(server.history) == 1
 
 
-async def test_open_times_out_without_setup_complete(peer: Any, sessions: Any) -> None:
-    server = await peer(answer_setup=False)
+async def test_open_times_out_without_setup_complete(gemini_peer: Any, sessions: Any) -> None:
+    server = await gemini_peer(answer_setup=False)
     with pytest.raises(ModelUnavailable, match="setupComplete"):
         await sessions(server, ready_timeout=0.3).open("hi")
 
 
-async def test_factory_builds_a_session_from_settings(peer: Any) -> None:
+async def test_factory_builds_a_session_from_settings(gemini_peer: Any) -> None:
     server = LocalGeminiServer(GeminiScript(pace=None, binary=False), api_key="k-123")
     await server.start()
     try:
