@@ -15,7 +15,7 @@ from service.agent.profiles import (
     normalize_number,
 )
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "agent-profiles.example.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "agent-profiles.example.toml"
 
 GOOD = """
 [default]
