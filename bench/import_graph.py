@@ -93,9 +93,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     A package ``__init__`` that re-exports its own modules is not a circle worth reporting:
     edges from a package to its own submodules are left out.
     """
-    edges = {
-        a: {b for b in targets if not b.startswith(a + ".")} for a, targets in graph.items()
-    }
+    edges = {a: {b for b in targets if not b.startswith(a + ".")} for a, targets in graph.items()}
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []

@@ -30,7 +30,8 @@ from service.modelserver.script import Script
 from service.modelserver.session import RealtimeSession
 from service.peers.twilio.playback import BYTES_PER_MS, PlaybackBuffer
 from service.realtime.config import SessionConfig
-from service.realtime.events import ModelAudioFormat, ModelClosed, ModelEvent, Purpose
+from service.realtime.events import ModelClosed, ModelEvent
+from service.realtime.openai.connection import ProtocolSession
 from service.realtime.openai.protocol import OpenAIRealtimeProtocol
 from service.store.calls import CallStore
 from service.store.writer import StoreWriter
@@ -80,10 +81,8 @@ class _Timer:
         self.cancelled = True
 
 
-class WiredModel:
+class WiredModel(ProtocolSession):
     """A ``ModelSession`` over the sans-I/O protocol pair; see the module docstring."""
-
-    detects_speech_during_playback = True
 
     def __init__(self, script: Script, clock: SimClock, config: SessionConfig | None = None):
         self.protocol = OpenAIRealtimeProtocol(config or SessionConfig())
@@ -120,19 +119,11 @@ class WiredModel:
         if not self.closed:
             self._deliver(self.server.tick(self.clock.now))
 
-    # --- ModelSession ----------------------------------------------------------------------
+    # --- ModelSession (the rest comes from ProtocolSession) --------------------------------
 
-    @property
-    def audio_format(self) -> ModelAudioFormat:
-        return self.protocol.audio_format
-
-    @property
-    def input_format(self) -> ModelAudioFormat:
-        return self.protocol.audio_format
-
-    @property
-    def active_response_id(self) -> str | None:
-        return self.protocol.active_response_id
+    async def send(self, event: Event) -> bool:
+        self._to_server(event)
+        return True
 
     async def open(self, greeting: str | None = None) -> None:
         if self._opened:
@@ -149,39 +140,6 @@ class WiredModel:
             yield event
             if isinstance(event, ModelClosed):
                 return
-
-    async def send_audio(self, audio: bytes) -> bool:
-        self._to_server(self.protocol.append_audio(audio))
-        return True
-
-    async def create_response(
-        self,
-        instructions: str | None = None,
-        *,
-        purpose: Purpose | None = None,
-        out_of_band: bool = False,
-    ) -> bool:
-        event = self.protocol.create_response(
-            instructions, purpose=purpose, out_of_band=out_of_band
-        )
-        self._to_server(event)
-        return True
-
-    async def send_user_text(self, text: str) -> bool:
-        self._to_server(self.protocol.user_text(text))
-        return True
-
-    async def truncate(self, item_id: str, audio_end_ms: int) -> bool:
-        self._to_server(self.protocol.truncate(item_id, audio_end_ms))
-        return True
-
-    async def cancel_response(self) -> bool:
-        self._to_server(self.protocol.cancel_response())
-        return True
-
-    async def function_output(self, call_id: str, output: str) -> bool:
-        self._to_server(self.protocol.function_output(call_id, output))
-        return True
 
     async def close(self) -> None:
         if not self.closed:

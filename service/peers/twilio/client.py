@@ -230,19 +230,24 @@ class Softphone:
             await self._shutdown()
         return self.summary()
 
-    async def dial(self) -> TwimlPlan:
-        """POST the voice webhook as Twilio does for an inbound call (A.5) and parse the TwiML."""
-        params = {
+    def _call_parameters(self, status: str) -> dict[str, str]:
+        """The parameters Twilio sends with every request about an inbound call (A.5)."""
+        return {
             "CallSid": self.call_sid,
             "AccountSid": self.account_sid,
             "From": self.from_number,
             "To": self.to_number,
             "Caller": self.from_number,
             "Called": self.to_number,
-            "CallStatus": "ringing",  # A.5: the inbound webhook arrives with CallStatus ringing
+            "CallStatus": status,
             "Direction": "inbound",
             "ApiVersion": "2010-04-01",
         }
+
+    async def dial(self) -> TwimlPlan:
+        """POST the voice webhook as Twilio does for an inbound call (A.5) and parse the TwiML."""
+        # A.5: the inbound webhook arrives with CallStatus ringing.
+        params = self._call_parameters("ringing")
         resp = await self._post(self.voice_path, params)
         if resp.status_code != 200:
             raise SoftphoneError(f"voice webhook returned HTTP {resp.status_code} (Twilio 11200)")
@@ -444,15 +449,7 @@ class Softphone:
         if call_duration is None and self._answered_at is not None:
             call_duration = math.ceil(time.monotonic() - self._answered_at)
         params = {
-            "CallSid": self.call_sid,
-            "AccountSid": self.account_sid,
-            "From": self.from_number,
-            "To": self.to_number,
-            "Caller": self.from_number,
-            "Called": self.to_number,
-            "CallStatus": status,
-            "Direction": "inbound",
-            "ApiVersion": "2010-04-01",
+            **self._call_parameters(status),
             "SequenceNumber": str(sequence_number),  # A.5: from 0; may arrive out of order
             "Timestamp": format_datetime(datetime.now(UTC)),  # A.5: RFC 2822
             "CallbackSource": "call-progress-events",

@@ -16,7 +16,6 @@ class SoftphoneError(Exception):
     """The call could not be set up the way Twilio would (webhook, TwiML or WS handshake)."""
 
 
-
 @dataclass(slots=True)
 class TwimlVerb:
     """A TwiML verb, e.g. the ``<Say>`` after ``</Connect>`` (A.1)."""

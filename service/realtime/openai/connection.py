@@ -27,12 +27,65 @@ from service.realtime.events import (
 from service.realtime.openai.protocol import OpenAIRealtimeProtocol
 from service.realtime.session import ModelUnavailable
 
-__all__ = ["ModelUnavailable", "RealtimeConnection"]  # ModelUnavailable: for older imports
+# ModelUnavailable lives in realtime.session; re-exported for older imports.
+__all__ = ["ModelUnavailable", "ProtocolSession", "RealtimeConnection"]
 
 log = structlog.get_logger(__name__)
 
 
-class RealtimeConnection:
+class ProtocolSession:
+    """The worker's view (``service.realtime.session.ModelSession``) of any transport that
+    carries the OpenAI protocol core's events: each method builds one client event and hands
+    it to ``send``. ``RealtimeConnection`` sends over a WebSocket; a test can wire the core
+    straight to a server core (tests/support/wired_call.py)."""
+
+    protocol: OpenAIRealtimeProtocol
+    detects_speech_during_playback = True  # B.6: server VAD hears the caller all the time
+
+    async def send(self, event: dict[str, Any]) -> bool:
+        raise NotImplementedError
+
+    @property
+    def audio_format(self) -> ModelAudioFormat:
+        return self.protocol.audio_format
+
+    @property
+    def input_format(self) -> ModelAudioFormat:
+        # B.1: OpenAI takes the same format both ways (24 kHz PCM16 or μ-law).
+        return self.protocol.audio_format
+
+    @property
+    def active_response_id(self) -> str | None:
+        return self.protocol.active_response_id
+
+    async def send_audio(self, audio: bytes) -> bool:
+        return await self.send(self.protocol.append_audio(audio))
+
+    async def create_response(
+        self,
+        instructions: str | None = None,
+        *,
+        purpose: Purpose | None = None,
+        out_of_band: bool = False,
+    ) -> bool:
+        return await self.send(
+            self.protocol.create_response(instructions, purpose=purpose, out_of_band=out_of_band)
+        )
+
+    async def send_user_text(self, text: str) -> bool:
+        return await self.send(self.protocol.user_text(text))
+
+    async def truncate(self, item_id: str, audio_end_ms: int) -> bool:
+        return await self.send(self.protocol.truncate(item_id, audio_end_ms))
+
+    async def cancel_response(self) -> bool:
+        return await self.send(self.protocol.cancel_response())
+
+    async def function_output(self, call_id: str, output: str) -> bool:
+        return await self.send(self.protocol.function_output(call_id, output))
+
+
+class RealtimeConnection(ProtocolSession):
     """One model session for one call. Holds one socket and the protocol state."""
 
     def __init__(
@@ -51,7 +104,6 @@ class RealtimeConnection:
         self._early: list[ModelEvent] = []
         self._opening: asyncio.Task[None] | None = None
         self.greeting_requested = False  # the agent speaks first (B.3 "model speaks first")
-        self.detects_speech_during_playback = True  # B.6: server VAD runs on all input
         self.sent_events = 0
 
     async def open(self, greeting: str | None = None) -> None:
@@ -136,47 +188,6 @@ class RealtimeConnection:
             return
         code = self._ws.close_code
         yield ModelClosed(f"socket closed ({code})")
-
-    # --- the worker's view (service.realtime.session.ModelSession) ----------------------------
-
-    @property
-    def audio_format(self) -> ModelAudioFormat:
-        return self.protocol.audio_format
-
-    @property
-    def input_format(self) -> ModelAudioFormat:
-        # B.1: OpenAI takes the same format both ways (24 kHz PCM16 or μ-law).
-        return self.protocol.audio_format
-
-    @property
-    def active_response_id(self) -> str | None:
-        return self.protocol.active_response_id
-
-    async def send_audio(self, audio: bytes) -> bool:
-        return await self.send(self.protocol.append_audio(audio))
-
-    async def create_response(
-        self,
-        instructions: str | None = None,
-        *,
-        purpose: Purpose | None = None,
-        out_of_band: bool = False,
-    ) -> bool:
-        return await self.send(
-            self.protocol.create_response(instructions, purpose=purpose, out_of_band=out_of_band)
-        )
-
-    async def send_user_text(self, text: str) -> bool:
-        return await self.send(self.protocol.user_text(text))
-
-    async def truncate(self, item_id: str, audio_end_ms: int) -> bool:
-        return await self.send(self.protocol.truncate(item_id, audio_end_ms))
-
-    async def cancel_response(self) -> bool:
-        return await self.send(self.protocol.cancel_response())
-
-    async def function_output(self, call_id: str, output: str) -> bool:
-        return await self.send(self.protocol.function_output(call_id, output))
 
     async def close(self) -> None:
         if self._opening is not None and not self._opening.done():
