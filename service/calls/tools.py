@@ -213,7 +213,11 @@ class ToolCoordinator:
         return self.slot.busy(self.model.active_response_id)
 
     async def flush(self) -> None:
-        """Send what is waiting, then ask for one response to speak about all of it."""
+        """Send what is waiting, then ask for one response to speak about all of it.
+
+        Invariant: the slot is taken before the first await, so two tools finishing at once
+        cannot both pass the ``_busy()`` check and send two requests.
+        """
         if self._busy():
             return
         retry = self.slot.retry_request(self.clock())
@@ -224,17 +228,17 @@ class ToolCoordinator:
             return
         if not (self.pending or self.pending_texts):
             return
-        answered: list[tuple[str, str]] = []
-        while self.pending:
-            call_id, name, output = self.pending.popleft()
-            await self.model.function_output(call_id, output)
-            answered.append((call_id, name))
-        while self.pending_texts:
-            await self.model.send_user_text(self.pending_texts.popleft())
+        outputs, self.pending = list(self.pending), deque()
+        texts, self.pending_texts = list(self.pending_texts), deque()
+        answered = tuple((call_id, name) for call_id, name, _ in outputs)
         purpose: Purpose = "tool_answer" if answered else "reply"
         if self.goodbye_call is not None and self.goodbye_call in answered:
             purpose = "goodbye"
-        self.slot.request(purpose, tuple(answered), self.clock())
+        self.slot.request(purpose, answered, self.clock())
+        for call_id, _, output in outputs:
+            await self.model.function_output(call_id, output)
+        for text in texts:
+            await self.model.send_user_text(text)
         await self._send_request(purpose)
 
     async def _send_request(self, purpose: Purpose) -> None:

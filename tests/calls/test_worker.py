@@ -298,3 +298,41 @@ async def test_a_refused_request_is_retried_then_given_up() -> None:
         assert len(refusals) == 2  # asked once more, not forever
         assert isinstance(call.worker.tool_calls.slot.state, Idle)
         assert call.worker.end_reason is None  # the call carries on
+
+
+async def test_two_tools_finishing_together_never_send_two_requests() -> None:
+    """Two answers ready in the same instant: one request goes out, the other answer waits for
+    the slot — the model never sees a second response.create while one is outstanding."""
+    script = Script(
+        greeting=Turn(text="Hello", duration_ms=300),
+        default_reply=Turn(text="Here is what I found.", duration_ms=600),
+    )
+    async with WiredCall(script, tools=tools(lookup_order)) as call:
+        await call.advance(1.0)  # the greeting is over: the slot is free
+        for call_id in ("call_1", "call_2"):
+            call.model.inject(
+                {
+                    "type": "response.function_call_arguments.done",
+                    "event_id": f"event_{call_id}",
+                    "response_id": "resp_x",
+                    "item_id": f"item_{call_id}",
+                    "output_index": 0,
+                    "call_id": call_id,
+                    "name": "lookup_order",
+                    "arguments": '{"order_number": "4217"}',
+                }
+            )
+        await call.advance(6.0)
+        races = [
+            e
+            for e in call.model.received("error")
+            if e["error"]["code"] == "conversation_already_has_active_response"
+        ]
+        assert races == []
+        outputs = [
+            e["item"]["call_id"]
+            for e in call.model.sent("conversation.item.create")
+            if e["item"]["type"] == "function_call_output"
+        ]
+        assert sorted(outputs) == ["call_1", "call_2"]
+        assert call.worker.tool_calls.slot.refused_count == 0

@@ -123,6 +123,7 @@ class WiredModel(ProtocolSession):
 
     async def send(self, event: Event) -> bool:
         self._to_server(event)
+        await asyncio.sleep(0)  # a socket send may suspend: let other tasks interleave here
         return True
 
     async def open(self, greeting: str | None = None) -> None:
@@ -222,6 +223,11 @@ class WiredCall:
         )
 
     async def __aenter__(self) -> WiredCall:
+        # No exception may escape a call's tasks: collect any, and fail the test at the end.
+        self.loop_errors: list[dict[str, Any]] = []
+        loop = asyncio.get_running_loop()
+        self._previous_handler = loop.get_exception_handler()
+        loop.set_exception_handler(lambda _loop, context: self.loop_errors.append(context))
         self.writer.start()
         self.worker.start()
         await self.settle()
@@ -231,6 +237,10 @@ class WiredCall:
         await self.worker.close()
         await self.writer.close()
         await self.redis.aclose()
+        await self.settle()
+        asyncio.get_running_loop().set_exception_handler(self._previous_handler)
+        errors = [str(c.get("exception") or c.get("message")) for c in self.loop_errors]
+        assert not errors, f"exceptions escaped the call's tasks: {errors}"
 
     async def events(self) -> list[dict[str, Any]]:
         """The call's events stream as stored."""
