@@ -40,11 +40,18 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Ready for new calls: Redis reachable and not draining (load balancers route on this)."""
+    """Ready for new calls: Redis reachable, not draining, not full (load balancers route on
+    this)."""
     services: Services = request.app.state.services
     redis_up = await services.store.ping()
-    ready = redis_up and not services.draining
-    body = {"ready": ready, "redis": "up" if redis_up else "down", "draining": services.draining}
+    full = services.full
+    ready = redis_up and not services.draining and not full
+    body = {
+        "ready": ready,
+        "redis": "up" if redis_up else "down",
+        "draining": services.draining,
+        "full": full,
+    }
     return JSONResponse(body, status_code=200 if ready else 503)
 
 

@@ -22,7 +22,12 @@ def serve(
     """Run the service (uvicorn)."""
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level)
+    from service.services import configuration_problem
     from service.serving import DrainingServer, uvicorn_config
+
+    if (problem := configuration_problem(settings)) is not None:
+        typer.echo(f"cannot start: {problem}", err=True)
+        raise typer.Exit(2)
 
     config = uvicorn_config(settings, host=host or settings.host, port=port or settings.port)
     DrainingServer(config, drain_timeout=settings.drain_timeout_seconds).run()

@@ -53,6 +53,9 @@ class Metrics:
         r = self.registry
         self.active_calls = Gauge("voice_active_calls", "Calls in progress", registry=r)
         self.calls = Counter("voice_calls", "Calls ended, by outcome", ["outcome"], registry=r)
+        self.calls_refused_full = Counter(
+            "voice_calls_refused_full", "Calls refused: MAX_CALLS reached", registry=r
+        )
         self.frames = Counter(
             "voice_frames", "Media frames, by direction", ["direction"], registry=r
         )

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from service.agent.catalog import builtin_tools, profiles_from_settings
+from service.agent.profiles import Profiles
 from service.calls.factory import CallFactory
 from service.calls.prewarm import PrewarmedSessions
 from service.calls.registry import CallRegistry
@@ -27,7 +28,7 @@ from service.store.writer import StoreWriter
 from service.telephony.twilio.rest import TwilioCalls
 from service.telephony.twilio.security import SignatureChecker, StreamTokens
 
-__all__ = ["Services", "build_services"]
+__all__ = ["ConfigurationError", "Services", "build_services", "configuration_problem"]
 
 
 @dataclass
@@ -49,6 +50,12 @@ class Services:
     twilio_calls: TwilioCalls | None = None  # Twilio's REST API, when credentials are set
     draining: bool = False
 
+    @property
+    def full(self) -> bool:
+        """At MAX_CALLS: live calls plus calls whose model is warming up before their stream."""
+        limit = self.settings.max_calls
+        return bool(limit) and len(self.calls) + len(self.factory.prewarmed) >= limit
+
     async def aclose(self) -> None:
         """Release what the process holds, the store writer last (it flushes)."""
         self.draining = True
@@ -59,7 +66,24 @@ class Services:
         await self.redis.aclose()
 
 
+class ConfigurationError(Exception):
+    """The process cannot serve a single call as configured; the message says why."""
+
+
+def configuration_problem(settings: Settings, profiles: Profiles | None = None) -> str | None:
+    """Why this configuration cannot serve a call (one line), or None."""
+    try:
+        profiles = profiles or profiles_from_settings(settings)
+    except ValueError as exc:  # a profiles file that is missing, unreadable or inconsistent
+        return str(exc)
+    backends = {profile.backend or settings.realtime_backend for profile in profiles.all()}
+    problems = sorted(filter(None, (settings.missing_for(backend) for backend in backends)))
+    return "; ".join(problems) or None
+
+
 def build_services(settings: Settings) -> Services:
+    """Everything the process holds; raises ``ConfigurationError`` (one clear line) when a
+    backend some profile uses lacks its credentials."""
     auth_token = settings.twilio_auth_token.get_secret_value()
     token_secret = settings.stream_token_secret.get_secret_value() or auth_token
     redact_secrets(auth_token, token_secret, *model_secrets(settings))
@@ -78,6 +102,10 @@ def build_services(settings: Settings) -> Services:
         call_ttl_seconds=settings.call_ttl_seconds,
         global_maxlen=settings.audit_maxlen,
     )
+    profiles = profiles_from_settings(settings)
+    problem = configuration_problem(settings, profiles)
+    if problem is not None:
+        raise ConfigurationError(problem)
     factory = CallFactory(
         settings=settings,
         store=store,
@@ -86,7 +114,7 @@ def build_services(settings: Settings) -> Services:
         metrics=metrics,
         timings=timings,
         audit=audit,
-        profiles=profiles_from_settings(settings),
+        profiles=profiles,
         tools=builtin_tools(),
         prewarmed=PrewarmedSessions(timeout=settings.prewarm_timeout_seconds),
     )

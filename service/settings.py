@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     max_frame_bytes: int = 64 * 1024
 
     # --- Operations -------------------------------------------------------------------------
+    # Calls this process takes at once (streams plus calls between webhook and stream); beyond
+    # it the voice webhook refuses with busy TwiML (or dials OVERFLOW_NUMBER) and /readyz says
+    # "full", so a load balancer sends new calls elsewhere. 0: no limit.
+    max_calls: int = Field(0, ge=0)
+    overflow_number: str = Field("", description="Where calls go when this process is full.")
     drain_fallback_number: str = Field("", description="Where new calls go while draining.")
     drain_timeout_seconds: float = 30.0
 
@@ -131,6 +136,24 @@ class Settings(BaseSettings):
     @property
     def embedded_redis(self) -> bool:
         return not self.redis_url
+
+    def missing_for(self, backend: str) -> str | None:
+        """What ``backend`` lacks to open a single session, in one line; None if nothing.
+        Checked at start for every backend a profile can use, so a misconfiguration fails
+        the process at once instead of ending every call with ``model_unavailable``."""
+        needs: dict[str, list[tuple[str, object]]] = {
+            "openai": [("OPENAI_API_KEY", self.openai_api_key.get_secret_value())],
+            "azure": [
+                ("AZURE_OPENAI_ENDPOINT", self.azure_openai_endpoint),
+                ("AZURE_OPENAI_API_KEY", self.azure_openai_api_key.get_secret_value()),
+                ("AZURE_OPENAI_DEPLOYMENT", self.azure_openai_deployment),
+            ],
+            "gemini": [("GEMINI_API_KEY", self.gemini_api_key.get_secret_value())],
+        }
+        missing = [name for name, value in needs.get(backend, []) if not value]
+        if not missing:
+            return None
+        return f"REALTIME_BACKEND {backend!r} needs {', '.join(missing)}, which is not set"
 
 
 def load_settings(**overrides: object) -> Settings:

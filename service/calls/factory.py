@@ -90,10 +90,11 @@ class CallFactory:
         return open_model_session(self.settings, self.backend(profile), config)
 
     def prewarm(self, call_sid: str, to_number: str) -> None:
-        """Open the model session (and ask for the greeting) before the call's media is up."""
+        """Open the model session (and ask for the greeting) before the call's media is up.
+
+        Every backend is pre-warmed, the silent one too: a call between its webhook and its
+        stream then counts toward MAX_CALLS like any other."""
         profile = self.profiles.for_number(to_number)
-        if self.backend(profile) == "none":
-            return
         self.prewarmed.start(call_sid, self.model_for(profile), greeting_instruction(profile))
 
     def start(self, started: CallStarted, send: CommandSink) -> CallWorker:

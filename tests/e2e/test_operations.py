@@ -161,3 +161,36 @@ async def test_metrics_and_readiness(make_service, local_model) -> None:
         "voice_ear_latency_seconds",
     ):
         assert name in text, name
+
+
+async def test_a_full_process_refuses_calls_politely(make_service, local_model) -> None:
+    """MAX_CALLS reached: the next caller hears busy (or the overflow number rings), /readyz
+    says "full" so the load balancer routes elsewhere, and the refusal is counted."""
+    model = await local_model(HotlineScript())
+    service = await make_service(
+        realtime_backend="local", local_realtime_url=model.url, max_calls=1
+    )
+    first = await post_webhook(
+        service.base_url, TEST_AUTH_TOKEN, "/twilio/voice", inbound_params("CA" + "1" * 32)
+    )
+    assert ET.fromstring(first.text).find("./Connect/Stream") is not None  # the one call fits
+    second = await post_webhook(
+        service.base_url, TEST_AUTH_TOKEN, "/twilio/voice", inbound_params("CA" + "2" * 32)
+    )
+    reject = ET.fromstring(second.text).find("./Reject")
+    assert reject is not None and reject.get("reason") == "busy"
+    async with httpx.AsyncClient() as client:
+        ready = await client.get(service.base_url + "/readyz")
+        text = (await client.get(service.base_url + "/metrics")).text
+    assert ready.status_code == 503 and ready.json()["full"] is True
+    assert "voice_calls_refused_full_total 1.0" in text
+
+
+
+async def test_a_full_process_hands_calls_to_the_overflow_number(make_service) -> None:
+    service = await make_service(max_calls=1, overflow_number="+15550109999")
+    for n, expected in ((1, None), (2, "+15550109999")):
+        answer = await post_webhook(
+            service.base_url, TEST_AUTH_TOKEN, "/twilio/voice", inbound_params(f"CA{n}" * 16)
+        )
+        assert ET.fromstring(answer.text).findtext("./Dial") == expected

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
-__all__ = ["busy_twiml", "stream_twiml"]
+__all__ = ["busy_twiml", "reject_twiml", "stream_twiml"]
 
 FALLBACK_APOLOGY = (
     "Sorry, our assistant is having trouble right now. Please call again in a few minutes."
@@ -39,4 +39,15 @@ def busy_twiml(message: str, *, redirect_number: str | None = None) -> str:
         response.dial(redirect_number)
     else:
         response.hangup()
+    return str(response)
+
+
+def reject_twiml(*, redirect_number: str | None = None) -> str:
+    """A full process: ``<Reject reason="busy">`` (the caller hears a busy signal and the call
+    is not billed as answered), or hand the call to an overflow number."""
+    response = VoiceResponse()
+    if redirect_number:
+        response.dial(redirect_number)
+    else:
+        response.reject(reason="busy")
     return str(response)

@@ -11,7 +11,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from service.store.calls import TERMINAL_STATUSES
 from service.telephony.twilio.stream import MEDIA_PATH
-from service.telephony.twilio.twiml import busy_twiml, stream_twiml
+from service.telephony.twilio.twiml import busy_twiml, reject_twiml, stream_twiml
 
 if TYPE_CHECKING:
     from service.services import Services
@@ -77,6 +77,11 @@ async def voice_webhook(request: Request) -> Response:
         return _xml(
             busy_twiml(DRAINING_MESSAGE, redirect_number=services.settings.drain_fallback_number)
         )
+    if services.full:
+        # Refused, never absorbed: past MAX_CALLS every call would get worse (A.1 <Reject>).
+        log.warning("call refused: process full", call_sid=call_sid, max_calls=len(services.calls))
+        services.metrics.calls_refused_full.inc()
+        return _xml(reject_twiml(redirect_number=services.settings.overflow_number))
     caller, callee = str(form.get("From", "")), str(form.get("To", ""))
     direction = str(form.get("Direction", "inbound"))
     services.store.update_call(
