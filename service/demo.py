@@ -156,12 +156,11 @@ async def run_demo(*, seconds: float = 12.0, record: Path = Path("demo-call.wav"
         if base.realtime_backend == "local":
             engine = _speech_engine(base)
             if engine is not None:
-                from service.modelserver.engine import SpeechScript
                 from service.modelserver.engine.tts import speak
 
                 print("Loading the offline speech models (Whisper tiny.en, Piper)…")
                 await asyncio.to_thread(engine.warm)
-                script: Script = SpeechScript(engine=engine)
+                script: Script = Script()  # pacing and chunking only: the engine answers
                 conversation = {
                     "turns": HOTLINE_TURNS,
                     "voice": lambda text: speak(text, 8000),
@@ -172,7 +171,7 @@ async def run_demo(*, seconds: float = 12.0, record: Path = Path("demo-call.wav"
                 overrides["input_transcription_model"] = "whisper-1"
             else:
                 script = DemoHotlineScript()
-            model = await stack.enter_async_context(LocalRealtimeServer(script))
+            model = await stack.enter_async_context(LocalRealtimeServer(script, engine=engine))
             overrides["local_realtime_url"] = model.url
         settings = Settings(
             public_url=f"http://127.0.0.1:{port}", twilio_auth_token=auth_token, **overrides

@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from tests.support.redis_server import RedisServer
 
 if TYPE_CHECKING:
+    from service.modelserver.engine import SpeechEngine
     from service.modelserver.server import LocalRealtimeServer
     from service.peers.gemini_live import LocalGeminiServer
     from service.serving import RunningService
@@ -107,11 +108,13 @@ async def local_model() -> AsyncIterator[Callable[..., Awaitable[LocalRealtimeSe
     received: list[dict] = []
     servers: list[LocalRealtimeServer] = []
 
-    async def start(script: Script | None = None) -> LocalRealtimeServer:
+    async def start(
+        script: Script | None = None, *, engine: SpeechEngine | None = None
+    ) -> LocalRealtimeServer:
         script = dataclasses.replace(
             script or Script(), on_client_event=lambda _sid, event: received.append(event)
         )
-        server = LocalRealtimeServer(script)
+        server = LocalRealtimeServer(script, engine=engine)
         await server.start()
         servers.append(server)
         return server

@@ -144,6 +144,26 @@ def _bound(value: float | None, param: str, low: float, high: float, integer: bo
         )
 
 
+def check_update(current: dict[str, Any], update: dict[str, Any], voice_locked: bool) -> None:
+    """What a ``session.update`` may not change (B.1): the session type, and the voice once
+    assistant audio exists (``voice_locked``); then the ranges (:func:`check_ranges`)."""
+    if update["type"] != "realtime":
+        raise ProtocolError(
+            f"Invalid value: '{update['type']}'. This is a realtime session; "
+            "its type cannot change.",
+            code="invalid_value",
+            param="session.type",
+        )
+    check_ranges(update)
+    voice = ((update.get("audio") or {}).get("output") or {}).get("voice")
+    if voice_locked and voice is not None and voice != current["audio"]["output"]["voice"]:
+        raise ProtocolError(
+            "Cannot update a conversation's voice if assistant audio is present.",
+            code="cannot_update_voice",
+            param="session.audio.output.voice",
+        )
+
+
 def check_ranges(update: dict[str, Any], prefix: str = "session") -> None:
     """The numeric ranges and combinations documented in B.1 (SDK docstrings)."""
     modalities = update.get("output_modalities")

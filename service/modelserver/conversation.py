@@ -1,16 +1,27 @@
-"""The default conversation of one session: ordered items, as the client sees them (B.3/B.4).
+"""The default conversation of one session: ordered items, as the client sees them (B.3/B.4),
+and the client's item operations on it (``conversation.item.create/truncate/delete/retrieve``).
+
+The operations validate as the real server does and raise :class:`ProtocolError` *before*
+changing anything, so a refused operation leaves the conversation as it was; the session turns
+their results into events.
 
 Memory bound: at most ``max_items`` items (the oldest are forgotten first, as the real server's
 context truncation would drop them); an item keeps its JSON *without audio bytes* plus the
-duration of its audio, which is all ``conversation.item.truncate`` needs to validate.
+duration of its audio, which is all ``conversation.item.truncate`` needs to validate (F.6).
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import math
+from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from service.modelserver.config import AudioFormat
+from service.modelserver.protocol import ProtocolError
 
 __all__ = ["Conversation", "Item", "words_due", "words_until"]
 
@@ -59,7 +70,8 @@ def words_until(text: str, total_ms: float, cut_ms: float) -> str:
 
 
 class Conversation:
-    """Ordered items of the default conversation (``conv_…``)."""
+    """Ordered items of the default conversation (``conv_…``). Invariant: item ids are
+    unique, and every id in the order has its item."""
 
     def __init__(self, conversation_id: str, max_items: int = 512) -> None:
         self.id = conversation_id
@@ -101,9 +113,118 @@ class Conversation:
         index = self._order.index(item.id) if item.id in self._items else 0
         return self._order[index - 1] if index > 0 else None
 
-    def delete(self, item_id: str) -> bool:
+    # -- the client's item operations (B.3) -----------------------------------------------
+    def create(
+        self,
+        raw_item: dict[str, Any],
+        previous_item_id: str | None,
+        *,
+        new_id: Callable[[], str],
+        input_format: AudioFormat,
+        output_format: AudioFormat,
+    ) -> tuple[Item, str | None]:
+        """``conversation.item.create``: the stored item and the id now preceding it.
+
+        Audio bytes in the item are measured (in the format of their direction) and dropped:
+        the real server never echoes them (B.4), and truncate needs only the duration.
+        """
+        data = copy.deepcopy(raw_item)
+        previous = previous_item_id
+        if previous is not None and previous != "root" and previous not in self:
+            raise ProtocolError(
+                f"Error adding item: the previous item with id '{previous}' does not exist.",
+                code="invalid_value",
+                param="previous_item_id",
+            )
+        item_id = data.get("id") or new_id()
+        if item_id in self:
+            raise ProtocolError(
+                f"Error adding item: the item with id '{item_id}' already exists.",
+                code="invalid_value",
+                param="item.id",
+            )
+        data.update(id=item_id, object="realtime.item", status="completed")
+        audio_ms = 0.0
+        fmt = output_format if data.get("role") == "assistant" else input_format
+        for index, part in enumerate(data.get("content") or []):
+            if isinstance(part.get("audio"), str):  # B.4: audio bytes are never echoed
+                try:
+                    size = len(base64.b64decode(part.pop("audio"), validate=True))
+                except ValueError:  # binascii.Error is a ValueError
+                    raise ProtocolError(
+                        "Invalid base64 audio data.",
+                        code="invalid_value",
+                        param=f"item.content[{index}].audio",
+                    ) from None
+                audio_ms += size / fmt.bytes_per_sample * 1000.0 / fmt.rate
+        item = Item(data, audio_ms=int(audio_ms))
+        return item, self.add(item, previous)
+
+    def truncate(self, item_id: str, content_index: int, audio_end_ms: int) -> Item:
+        """``conversation.item.truncate`` (B.4, F.6): the item's audio ends at
+        ``audio_end_ms`` and its transcript at the words heard by then. The caller also stops
+        the item's audio if it is still streaming."""
+        item = self.get(item_id)
+        if item is None:
+            raise ProtocolError(
+                f"Error truncating item: the item with id '{item_id}' does not exist.",
+                code="item_truncate_invalid_item_id",
+                param="item_id",
+            )
+        if not item.is_assistant_audio:
+            raise ProtocolError(
+                "Only model output audio messages can be truncated",
+                code="invalid_value",
+                param="item_id",
+            )
+        if content_index != 0:
+            raise ProtocolError(
+                f"Invalid value: {content_index}. Supported values are: 0.",
+                code="invalid_value",
+                param="content_index",
+            )
+        if audio_end_ms < 0:
+            raise ProtocolError(
+                "Invalid 'audio_end_ms': integer below minimum value. Expected a value >= 0, "
+                f"but got {audio_end_ms} instead.",
+                code="integer_below_min_value",
+                param="audio_end_ms",
+            )
+        if audio_end_ms > item.audio_ms:  # B.4 / F.6
+            raise ProtocolError(
+                f"Audio content of {item.audio_ms}ms is already shorter than {audio_end_ms}ms",
+                code="invalid_value",
+                param="audio_end_ms",
+            )
+        part = item.data["content"][0]
+        text = part.get("transcript") or ""
+        starts = item.meta.get("word_starts")  # engine speech: where each word starts (ms)
+        if starts is not None:
+            part["transcript"] = " ".join(text.split()[: bisect_left(starts, audio_end_ms)])
+        else:
+            part["transcript"] = words_until(text, item.audio_ms, audio_end_ms)
+        item.audio_ms = audio_end_ms
+        return item
+
+    def delete(self, item_id: str) -> None:
+        """``conversation.item.delete``."""
         if item_id not in self._items:
-            return False
+            raise ProtocolError(
+                f"Error deleting item: the item with id '{item_id}' does not exist.",
+                code="item_delete_invalid_item_id",
+                param="item_id",
+            )
         del self._items[item_id]
         self._order.remove(item_id)
-        return True
+
+    def retrieve(self, item_id: str) -> Item:
+        """``conversation.item.retrieve``. The real server includes the audio; this one
+        keeps none (the memory bound above)."""
+        item = self.get(item_id)
+        if item is None:
+            raise ProtocolError(
+                f"Error retrieving item: the item with id '{item_id}' does not exist.",
+                code="item_retrieve_invalid_item_id",
+                param="item_id",
+            )
+        return item

@@ -70,6 +70,11 @@ class IdFactory:
             digits.append(_ALPHABET[r])
         return f"{prefix}_{self._stem}{''.join(reversed(digits))}"
 
+    def event(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """A server event: its ``type``, a fresh ``event_id`` (never reused in a session),
+        then ``fields`` — every event this server sends is made here."""
+        return {"type": kind, "event_id": self.new("event"), **fields}
+
 
 class ProtocolError(Exception):
     """A client mistake, reported as an ``error`` event; the connection stays open (B.4)."""
@@ -95,17 +100,8 @@ class ServerEventInvalid(AssertionError):
 
 def error_event(ids: IdFactory, err: ProtocolError, client_event_id: str | None) -> dict[str, Any]:
     """The B.4 ``error`` event; the failing client event's ``event_id`` is echoed (B.3)."""
-    return {
-        "type": "error",
-        "event_id": ids.new("event"),
-        "error": {
-            "type": err.type,
-            "code": err.code,
-            "message": err.message,
-            "param": err.param,
-            "event_id": client_event_id,
-        },
-    }
+    error = {"type": err.type, "code": err.code, "message": err.message, "param": err.param}
+    return ids.event("error", error={**error, "event_id": client_event_id})
 
 
 def first_unknown_field(

@@ -2,34 +2,25 @@
 
 A :class:`Script` is shared by every connection of a server and must not keep per-connection
 state; :meth:`Script.turn_for` gets everything it needs in a :class:`ResponseRequest`.
-Subclass it (or pass ``replies``) to script a conversation.
+Subclass it (or pass ``replies``) to script a conversation. A script never carries a speech
+engine: a server or session is given one (``engine=``), and then the engine's brain decides
+instead of :meth:`Script.turn_for`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 from service.audio.synthetic import SyntheticVoice, Voice
+from service.modelserver.turns import FunctionCall, ResponseRequest, Trigger
 
-if TYPE_CHECKING:
-    from service.modelserver.engine.engine import EngineSession
-
+# FunctionCall, ResponseRequest and Trigger live in .turns (shared with the engine) and are
+# re-exported here: scripts and their tests name them together with Turn.
 __all__ = ["ErrorSpec", "FunctionCall", "ResponseRequest", "Script", "Trigger", "Turn"]
 
 MS_PER_WORD = 330  # ~180 words/min, an ordinary speaking rate
-
-Trigger = Literal["client", "turn_detection", "idle_timeout"]  # what started a response
-
-
-@dataclass(frozen=True)
-class FunctionCall:
-    """A ``function_call`` output item (B.5); arguments are streamed in a few deltas."""
-
-    name: str
-    arguments: str = "{}"
-    call_id: str | None = None  # None: a fresh "call_…" id
 
 
 @dataclass(frozen=True)
@@ -74,16 +65,6 @@ class Turn:
         return max(500, MS_PER_WORD * len(self.text.split()))
 
 
-@dataclass(frozen=True)
-class ResponseRequest:
-    """Why a response is being made; input to :meth:`Script.turn_for`."""
-
-    index: int  # 0 for the session's first response
-    trigger: Trigger
-    instructions: str  # response.instructions if given, else the session's
-    last_user_item: dict[str, Any] | None  # the newest user/function_call_output item, if any
-
-
 GREETING = Turn(text="Hello! Thanks for calling. How can I help you today?", duration_ms=1500)
 REPLY = Turn(text="Sure, I can help with that. Could you tell me a bit more?", duration_ms=3000)
 
@@ -124,13 +105,6 @@ class Script:
         if index < len(self.user_transcripts):
             return self.user_transcripts[index]
         return self.default_user_transcript
-
-    def session_engine(self) -> EngineSession | None:
-        """A new session's share of a speech engine (VAD, STT, brain, TTS), or None for a
-        scripted session (the default: :meth:`turn_for` and :attr:`voice` decide). The
-        engine's per-session part holds that call's state; the script itself stays shared
-        and stateless. See :class:`~service.modelserver.engine.SpeechScript`."""
-        return None
 
     def turn_for(self, request: ResponseRequest) -> Turn:
         if request.index == 0:

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 from collections import deque
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -28,6 +28,9 @@ from service.modelserver.protocol import ProtocolError, error_event, validate_se
 from service.modelserver.script import Script
 from service.modelserver.session import RealtimeSession
 from service.peers.loopback import LoopbackPeer
+
+if TYPE_CHECKING:
+    from service.modelserver.engine.engine import SpeechEngine
 
 __all__ = ["LocalRealtimeServer", "main"]
 
@@ -46,7 +49,8 @@ def _json_error(
 
 
 class LocalRealtimeServer(LoopbackPeer):
-    """A loopback OpenAI Realtime (GA) server driven by a :class:`Script`.
+    """A loopback OpenAI Realtime (GA) server driven by a :class:`Script`, or with ``engine``
+    by the offline speech engine (shared by every connection; each session attaches to it).
 
     ``sessions`` are the live sessions; ``history`` every session in connect order (the last
     ``HISTORY``), each with its ``received`` client-event log and ``conversation``. With
@@ -61,12 +65,14 @@ class LocalRealtimeServer(LoopbackPeer):
         self,
         script: Script | None = None,
         *,
+        engine: SpeechEngine | None = None,
         api_key: str | None = None,
         strict: bool = True,
         max_items: int = 512,
     ) -> None:
         super().__init__()
         self.script = script or Script()
+        self.engine = engine
         self.api_key = api_key
         self.strict = strict
         self.max_items = max_items
@@ -142,7 +148,10 @@ class LocalRealtimeServer(LoopbackPeer):
         assert ws.request is not None
         query = parse_qs(urlsplit(ws.request.path).query)
         session = RealtimeSession(
-            self.script, model=query.get("model", ["gpt-realtime"])[0], max_items=self.max_items
+            self.script,
+            engine=self.engine,
+            model=query.get("model", ["gpt-realtime"])[0],
+            max_items=self.max_items,
         )
         self.sessions.append(session)
         self._connections[session.id] = ws
@@ -242,12 +251,13 @@ class LocalRealtimeServer(LoopbackPeer):
                 receiving.cancel()
 
 
-async def _serve_forever(host: str, port: int, api_key: str | None, script: Script) -> None:
-    engine = getattr(script, "engine", None)
+async def _serve_forever(
+    host: str, port: int, api_key: str | None, script: Script, engine: SpeechEngine | None
+) -> None:
     if engine is not None:  # load the models before the first call, not during it
         print("Loading the local speech engine's models…", flush=True)
         await asyncio.to_thread(engine.warm)
-    server = LocalRealtimeServer(script, api_key=api_key, strict=False)
+    server = LocalRealtimeServer(script, engine=engine, api_key=api_key, strict=False)
     await server.serve_forever(host, port, "Local OpenAI Realtime (GA) server")
 
 
@@ -257,13 +267,14 @@ def main(
     *,
     api_key: str | None = None,
     script: Script | None = None,
+    engine: SpeechEngine | None = None,
 ) -> None:
-    """Run the server until interrupted (``python -m service realtime-server``). Without a
-    ``script``: the speech engine or the scripted server, per ``LOCAL_ENGINE``
-    (:func:`service.modelserver.engine.default_script`)."""
-    if script is None:
-        from service.modelserver.engine import default_script
+    """Run the server until interrupted (``python -m service realtime-server``). Given
+    neither a ``script`` nor an ``engine``: the speech engine or the scripted server, per
+    ``LOCAL_ENGINE`` (:func:`service.modelserver.engine.default_engine`)."""
+    if script is None and engine is None:
+        from service.modelserver.engine import default_engine
 
-        script = default_script()
+        engine = default_engine()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_forever(host, port, api_key, script))
+        asyncio.run(_serve_forever(host, port, api_key, script or Script(), engine))

@@ -5,11 +5,19 @@ response; both return the server events to send, in order. Nothing here touches 
 event loop or the wall clock: ``now`` (seconds, any monotonic origin) is passed in, and the
 input audio clock is derived from sample counts (B.4).
 
+The session is composed of parts and decides what the protocol leaves to the server: client
+events go through :data:`HANDLERS` (one entry per wire name); the input audio
+(:class:`~.input_audio.InputAudio`) reports speech and turns, and the session cancels or
+starts responses on them; items live in the :class:`~.conversation.Conversation`; at most one
+:class:`~.response.ActiveResponse` streams at a time, its body scripted or spoken by the
+engine (:class:`~.streaming.EngineSpeech`).
+
 Memory bounds per connection: the conversation keeps at most ``max_items`` items and never
 audio bytes (durations only — all truncate needs); ``received`` keeps the last ``log_size``
 client events with audio payloads replaced by their length; the VAD carries < 1 frame; a
-streaming response holds one chunk. A speech-engine session (``Script.session_engine``) adds
-its engine share: recent input audio (``max_turn_s``), ≤ 16 transcripts, the brain's state.
+streaming response holds one chunk. A session given a speech ``engine`` adds its share of it
+(:meth:`SpeechEngine.attach`): recent input audio (``max_turn_s``), ≤ 16 transcripts, the
+brain's state.
 
 Engine work (transcription, the brain, synthesis) runs on other threads; when it progresses
 it calls the waker the server installed (:meth:`RealtimeSession.set_waker`), and the server
@@ -22,17 +30,27 @@ import copy
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
 
-from service.audio.vad import VadParams
-from service.modelserver.config import check_ranges, default_session, merge_session
+from service.modelserver.config import (
+    audio_format,
+    check_ranges,
+    check_update,
+    default_session,
+    merge_session,
+)
 from service.modelserver.conversation import Conversation
 from service.modelserver.engine.base import BrainRequest
-from service.modelserver.input_audio import InputAudioHandlers
-from service.modelserver.items import ItemHandlers
+from service.modelserver.input_audio import (
+    IdleTimedOut,
+    InputAudio,
+    InputStep,
+    SpeechBegan,
+    TurnEnded,
+)
 from service.modelserver.protocol import (
     IdFactory,
     ProtocolError,
@@ -40,9 +58,14 @@ from service.modelserver.protocol import (
     parse_client_event,
 )
 from service.modelserver.response import ActiveResponse
-from service.modelserver.script import ResponseRequest, Script, Trigger
+from service.modelserver.script import Script
+from service.modelserver.streaming import EngineSpeech
+from service.modelserver.turns import ResponseRequest, Trigger
 
-__all__ = ["CloseRequest", "RealtimeSession"]
+if TYPE_CHECKING:
+    from service.modelserver.engine.engine import EngineSession, SpeechEngine
+
+__all__ = ["HANDLERS", "CloseRequest", "RealtimeSession"]
 
 log = structlog.get_logger(__name__)
 
@@ -72,14 +95,19 @@ class CloseRequest:
     reason: str = ""
 
 
-class RealtimeSession(InputAudioHandlers, ItemHandlers):
+class RealtimeSession:
     """One connection's protocol state. Invariants: at most one active response; every
-    emitted event has a fresh ``event_id``; ``session.created`` is the first event."""
+    emitted event has a fresh ``event_id``; ``session.created`` is the first event.
+
+    ``script`` says what scripted responses contain; with ``engine`` (shared by the server's
+    sessions) this session attaches to it and the engine's brain and voice answer instead.
+    """
 
     def __init__(
         self,
         script: Script | None = None,
         *,
+        engine: SpeechEngine | None = None,
         model: str = "gpt-realtime",
         max_items: int = 512,
         log_size: int = 1000,
@@ -94,16 +122,23 @@ class RealtimeSession(InputAudioHandlers, ItemHandlers):
         self.responses_started = 0
         self.close_request: CloseRequest | None = None
         self.audio_output_started = False  # the voice is locked from then on (B.1)
-        self.engine = self.script.session_engine()  # before the VAD: the engine picks it
-        self._init_input_audio()
+        # This session's share of the engine: its brain, recent audio, transcription jobs.
+        self.engine: EngineSession | None = engine.attach() if engine is not None else None
+        self.input = InputAudio(
+            ids=self.ids,
+            conversation=self.conversation,
+            script=self.script,
+            engine=self.engine,
+            config=self.config["audio"]["input"],
+        )
 
     # -- public driving API ----------------------------------------------------------------
     def open(self, now: float) -> Events:
         """The events a new connection starts with (B.4: first is ``session.created``)."""
-        events = [self._event("session.created", session=copy.deepcopy(self.config))]
+        events = [self.ids.event("session.created", session=copy.deepcopy(self.config))]
         if self.script.send_conversation_created:
             conversation = {"id": self.conversation.id, "object": "realtime.conversation"}
-            events.append(self._event("conversation.created", conversation=conversation))
+            events.append(self.ids.event("conversation.created", conversation=conversation))
         return events
 
     def receive(self, message: str | bytes | dict[str, Any], now: float) -> Events:
@@ -119,8 +154,7 @@ class RealtimeSession(InputAudioHandlers, ItemHandlers):
             self._observe(event)
         try:
             parse_client_event(event)  # B.3 shapes, via the SDK's client event types
-            handler = getattr(self, "_on_" + event["type"].replace(".", "_"))
-            return handler(event, now)
+            return HANDLERS[event["type"]](self, event, now)
         except ProtocolError as err:
             return [error_event(self.ids, err, client_id)]
         except Exception:
@@ -134,7 +168,7 @@ class RealtimeSession(InputAudioHandlers, ItemHandlers):
     def tick(self, now: float) -> Events:
         """Events that are due by ``now``: the active response's, and transcripts that an
         engine finished."""
-        return self._engine_transcripts() + self._advance(now)
+        return self.input.engine_transcripts() + self._advance(now)
 
     def next_deadline(self) -> float | None:
         """When :meth:`tick` next has something to do (None: only a client event or a
@@ -161,9 +195,6 @@ class RealtimeSession(InputAudioHandlers, ItemHandlers):
             self.engine.close()
 
     # -- helpers ---------------------------------------------------------------------------
-    def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
-        return {"type": kind, "event_id": self.ids.new("event"), **fields}
-
     def _observe(self, event: dict[str, Any]) -> None:
         if self.script.on_client_event is not None:
             try:
@@ -173,41 +204,78 @@ class RealtimeSession(InputAudioHandlers, ItemHandlers):
         self.received.append(_without_audio(event))
 
     # -- session.update (B.1) --------------------------------------------------------------
-    def _on_session_update(self, raw: dict[str, Any], now: float) -> Events:
+    def _session_update(self, raw: dict[str, Any], now: float) -> Events:
         if not self.script.answer_session_update:
             return []  # scripted: a server that never answers (client timeout tests)
         update = raw["session"]
-        if update["type"] != "realtime":
-            raise ProtocolError(
-                f"Invalid value: '{update['type']}'. This is a realtime session; "
-                "its type cannot change.",
-                code="invalid_value",
-                param="session.type",
-            )
-        check_ranges(update)
-        voice = ((update.get("audio") or {}).get("output") or {}).get("voice")
-        if voice is not None and voice != self.config["audio"]["output"]["voice"]:
-            if self.audio_output_started:  # B.1: voice is locked after the first audio
-                raise ProtocolError(
-                    "Cannot update a conversation's voice if assistant audio is present.",
-                    code="cannot_update_voice",
-                    param="session.audio.output.voice",
-                )
-        before = self.config["audio"]["input"]
+        check_update(self.config, update, voice_locked=self.audio_output_started)
         self.config = merge_session(self.config, update)
-        after = self.config["audio"]["input"]
-        if before["format"] != after["format"] or (before["turn_detection"] is None) != (
-            after["turn_detection"] is None
-        ):
-            self._rebuild_vad()
-            self._odd_byte = b""
-        elif self._vad is not None:
-            self._vad.configure(self._vad_params() or VadParams())
+        self.input.configure(self.config["audio"]["input"])
         # B.1: the full effective config; the client's event_id is not echoed here.
-        return [self._event("session.updated", session=copy.deepcopy(self.config))]
+        return [self.ids.event("session.updated", session=copy.deepcopy(self.config))]
+
+    # -- input_audio_buffer.* (B.3, B.4) ---------------------------------------------------
+    def _input_append(self, raw: dict[str, Any], now: float) -> Events:
+        events = self._act(self.input.append(raw["audio"]), now)
+        return events + self._act(self.input.idle(responding=self.response is not None), now)
+
+    def _act(self, steps: list[InputStep], now: float) -> Events:
+        """The input audio's events, acting on each outcome where it happened."""
+        events: Events = []
+        for step in steps:
+            match step:
+                case SpeechBegan(interrupt_response=interrupt):
+                    response = self.response
+                    if interrupt and response is not None and response.in_conversation:
+                        events += self._cancel("turn_detected")  # B.6 barge-in
+                    # After the cancel, which arms the idle timeout: the caller is talking.
+                    self.input.disarm_idle_timeout()
+                case TurnEnded(create_response=create):
+                    if create and self.response is None:
+                        events += self._start_response(now, {}, "turn_detection")
+                case IdleTimedOut():
+                    events += self._start_response(now, {}, "idle_timeout")
+                case _:
+                    events.append(step)
+        return events
+
+    # -- conversation.item.* (B.3) ---------------------------------------------------------
+    def _item_create(self, raw: dict[str, Any], now: float) -> Events:
+        audio = self.config["audio"]
+        item, previous = self.conversation.create(
+            raw["item"],
+            raw.get("previous_item_id"),
+            new_id=lambda: self.ids.new("item"),
+            input_format=audio_format(audio["input"]["format"]),
+            output_format=audio_format(audio["output"]["format"]),
+        )
+        return [
+            self.ids.event(
+                "conversation.item.added", previous_item_id=previous, item=item.public()
+            ),
+            self.ids.event("conversation.item.done", previous_item_id=previous, item=item.public()),
+        ]
+
+    def _item_truncate(self, raw: dict[str, Any], now: float) -> Events:
+        item_id, end_ms = raw["item_id"], raw["audio_end_ms"]
+        self.conversation.truncate(item_id, raw["content_index"], end_ms)
+        if self.response is not None:
+            self.response.stop_item_audio(item_id, end_ms)
+        truncated = self.ids.event(
+            "conversation.item.truncated", item_id=item_id, content_index=0, audio_end_ms=end_ms
+        )
+        return [truncated, *self._advance(now)]
+
+    def _item_delete(self, raw: dict[str, Any], now: float) -> Events:
+        self.conversation.delete(raw["item_id"])
+        return [self.ids.event("conversation.item.deleted", item_id=raw["item_id"])]
+
+    def _item_retrieve(self, raw: dict[str, Any], now: float) -> Events:
+        item = self.conversation.retrieve(raw["item_id"])
+        return [self.ids.event("conversation.item.retrieved", item=item.public())]
 
     # -- responses (B.3, B.4, B.6) ---------------------------------------------------------
-    def _on_response_create(self, raw: dict[str, Any], now: float) -> Events:
+    def _response_create(self, raw: dict[str, Any], now: float) -> Events:
         if self.response is not None:
             raise ProtocolError(
                 "Conversation already has an active response in progress: "
@@ -219,7 +287,7 @@ class RealtimeSession(InputAudioHandlers, ItemHandlers):
         check_ranges(overrides, prefix="response")
         return self._start_response(now, overrides, "client")
 
-    def _on_response_cancel(self, raw: dict[str, Any], now: float) -> Events:
+    def _response_cancel(self, raw: dict[str, Any], now: float) -> Events:
         wanted = raw.get("response_id")
         if self.response is None or (wanted and wanted != self.response.id):
             raise ProtocolError(
@@ -227,7 +295,7 @@ class RealtimeSession(InputAudioHandlers, ItemHandlers):
             )
         return self._cancel("client_cancelled")
 
-    def _on_output_audio_buffer_clear(self, raw: dict[str, Any], now: float) -> Events:
+    def _output_audio_buffer_clear(self, raw: dict[str, Any], now: float) -> Events:
         # B.3: output_audio_buffer.* exists only for WebRTC/SIP, never on a WebSocket.
         raise ProtocolError(
             "output_audio_buffer.clear is only supported for WebRTC and SIP connections.",
@@ -250,25 +318,24 @@ class RealtimeSession(InputAudioHandlers, ItemHandlers):
             instructions=overrides.get("instructions") or self.config["instructions"],
             last_user_item=last_user,
         )
-        plan = None
+        turn, speech = None, None
         if self.engine is not None:  # the brain decides, off the event loop
-            turn = None
-            plan = self.engine.plan(self._brain_request(request, overrides))
+            speech = EngineSpeech(
+                self.engine, self.engine.plan(self._brain_request(request, overrides))
+            )
         else:
             turn = self.script.turn_for(request)
         self.responses_started += 1
-        self._idle_deadline_ms = None
+        self.input.disarm_idle_timeout()
         self.response = ActiveResponse(
             ids=self.ids,
             conversation=self.conversation,
             session=self.config,
             overrides=overrides,
             turn=turn,
-            request=request,
             script=self.script,
             now=now,
-            plan=plan,
-            engine=self.engine,
+            speech=speech,
         )
         return self._advance(now)
 
@@ -306,7 +373,22 @@ class RealtimeSession(InputAudioHandlers, ItemHandlers):
             self.close_request = CloseRequest(response.drop.close_code, "scripted drop")
         if response.finished:
             self.response = None
-            td = self._turn_detection or {}
-            idle = td.get("idle_timeout_ms")
-            if idle:  # B.1: from response.done + the response's audio length
-                self._idle_deadline_ms = self.input_ms + response.audio_ms + idle
+            self.input.arm_idle_timeout(response.audio_ms)
+
+
+Handler = Callable[[RealtimeSession, dict[str, Any], float], Events]
+
+# Every client event type (B.3), by wire name; parse_client_event has checked the shape.
+HANDLERS: dict[str, Handler] = {
+    "session.update": RealtimeSession._session_update,
+    "input_audio_buffer.append": RealtimeSession._input_append,
+    "input_audio_buffer.commit": lambda session, raw, now: session.input.commit(),
+    "input_audio_buffer.clear": lambda session, raw, now: session.input.clear(),
+    "conversation.item.create": RealtimeSession._item_create,
+    "conversation.item.truncate": RealtimeSession._item_truncate,
+    "conversation.item.delete": RealtimeSession._item_delete,
+    "conversation.item.retrieve": RealtimeSession._item_retrieve,
+    "response.create": RealtimeSession._response_create,
+    "response.cancel": RealtimeSession._response_cancel,
+    "output_audio_buffer.clear": RealtimeSession._output_audio_buffer_clear,
+}

@@ -1,9 +1,10 @@
-"""Engine responses: the brain's decision and speech of unknown length (a mixin of
-:class:`~service.modelserver.response.ActiveResponse`, split out to keep files small).
+"""Engine speech: the body of a response the offline engine decides (:class:`EngineSpeech`,
+which :class:`~service.modelserver.response.ActiveResponse` delegates to).
 
-The decision is computed on a worker thread (``plan``); the response waits for it with an
+The decision is computed on a worker thread (``plan``); the body waits for it with an
 ``Until`` step, then speaks its text through the engine's streaming voice and emits its
-function calls, exactly as a scripted :class:`Turn` would (same events, same order).
+function calls, through the same :class:`~.outputs.Outputs` a scripted turn uses (same
+events, same order).
 
 Speech arrives a sentence at a time (:class:`~service.modelserver.engine.base.SpeechChunk`)
 and its total length is never known in advance, so:
@@ -16,72 +17,51 @@ and its total length is never known in advance, so:
 * the item's ``audio_ms`` is the audio actually sent, which is what ``truncate`` validates
   against (``audio_end_ms`` beyond it is an error, as before);
 * ``max_output_tokens`` caps the audio sent (the response ends ``incomplete``);
-* closing the generator (cancel, barge-in, disconnect) closes the speech stream, and
-  synthesis stops after the sentence in progress.
+* closing the body (cancel, barge-in, disconnect) closes the speech stream, and synthesis
+  stops after the sentence in progress.
 
-Memory: one sentence of PCM in hand plus at most one synthesized ahead (the prefetch).
+Memory per response: one sentence of PCM in hand plus at most one synthesized ahead (the
+prefetch).
 """
 
 from __future__ import annotations
 
-import base64
-import math
-from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from service.modelserver.config import AudioFormat
-from service.modelserver.conversation import words_due
-from service.modelserver.outputs import Output, Step, Until, Wait
-from service.modelserver.script import FunctionCall, Script
-from service.modelserver.usage import AUDIO_MS_PER_OUTPUT_TOKEN
+from service.modelserver.outputs import Output, Outputs, Step, Until
 
 if TYPE_CHECKING:
     from service.modelserver.engine.background import Prefetch
     from service.modelserver.engine.base import Decision, SpeechChunk
     from service.modelserver.engine.engine import EngineSession
 
-__all__ = ["EngineOutputs"]
+__all__ = ["EngineSpeech"]
 
 log = structlog.get_logger(__name__)
 
+Failure = dict[str, Any]  # a failed response's status_details (B.4)
 
-class EngineOutputs:
-    """Engine-turn generators; uses only the attributes and methods declared here."""
 
-    id: str
-    plan: Future[Decision] | None
-    engine: EngineSession | None
-    script: Script
-    format: AudioFormat
-    modalities: list[str]
-    outputs: list[Output]
-    audio_ms: float
-    max_output_tokens: int | str
-    status: str
-    status_details: dict[str, Any] | None
-    speech: Prefetch[SpeechChunk] | None
-    _capped: bool
-    _t0: float
+class EngineSpeech:
+    """One engine response's body: the brain's decision (``plan``, a future) spoken and
+    called. Invariant: ``speech`` is the reply being synthesized, if any; closing the body's
+    generator closes it."""
 
-    def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
-        raise NotImplementedError
+    def __init__(self, engine: EngineSession, plan: Future[Decision]) -> None:
+        self.engine = engine
+        self.plan = plan
+        self.speech: Prefetch[SpeechChunk] | None = None
 
-    def _open(self, data: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        raise NotImplementedError
+    def cancel(self) -> None:
+        """The response ended early: a decision not yet started is never made."""
+        self.plan.cancel()
 
-    def _finish(self, output: Output, status: str) -> list[dict[str, Any]]:
-        raise NotImplementedError
-
-    def _new_id(self, prefix: str) -> str:
-        raise NotImplementedError
-
-    # -- the decision ---------------------------------------------------------------------
-    def _engine_body(self) -> Iterator[Step]:
-        assert self.plan is not None
+    def body(self, out: Outputs) -> Generator[Step, None, Failure | None]:
+        """The response's items; returns the failure if the brain failed."""
         plan = self.plan
         if not plan.done():
             yield Until(plan.done)
@@ -89,74 +69,33 @@ class EngineOutputs:
             decision = plan.result()
         except Exception as exc:
             log.error("realtime_local.engine.decision_failed", error=repr(exc))
-            self.status = "failed"
             message = f"The local engine failed: {type(exc).__name__}: {exc}"[:500]
-            self.status_details = {
+            return {
                 "type": "failed",
                 "error": {"type": "server_error", "code": None, "message": message},
             }
-            return
         if decision.text:
-            yield from self._engine_message(decision.text)
+            yield from self._message(out, decision.text)
         for call in decision.calls:
-            yield from self._function_call(call)
-        self.status = "incomplete" if self._capped else "completed"
-        if self._capped:
-            self.status_details = {"type": "incomplete", "reason": "max_output_tokens"}
+            yield from out.function_call(call)
+        return None
 
-    def _engine_message(self, text: str) -> Iterator[Step]:
-        data = {
-            "id": self._new_id("item"),
-            "object": "realtime.item",
-            "type": "message",
-            "status": "in_progress",
-            "role": "assistant",
-            "content": [],
-        }
-        yield from self._open(data)
-        output = self.outputs[-1]
-        ref = {"response_id": self.id, "item_id": output.item.id, "output_index": output.index}
-        audio = "audio" in self.modalities
-        yield from self._add_content_part(output, ref, audio)
-        if audio:
+    def _message(self, out: Outputs, text: str) -> Iterator[Step]:
+        yield from out.open_message()
+        output = out.items[-1]
+        if out.audio:
             output.word_starts = []
-            yield from self._stream_speech(output, ref, text)
+            yield from self._stream_speech(out, output, text)
         else:
             output.words = text.split()
-            for i, word in enumerate(output.words):
-                output.words_sent = i + 1
-                delta = word if i == 0 else " " + word
-                yield self._event("response.output_text.delta", **ref, content_index=0, delta=delta)
-        yield from self._finish(output, "incomplete" if output.stopped else "completed")
+            yield from out.text(output, len(output.words))
+        yield from out.finish(output, "incomplete" if output.stopped else "completed")
 
-    def _add_content_part(self, output: Output, ref: dict[str, Any], audio: bool) -> Iterator[Step]:
-        """B.4 ``response.content_part.added``; from here the stored item has its part, so
-        truncate and retrieve see it mid-stream."""
-        part = {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}
-        yield self._event("response.content_part.added", **ref, content_index=0, part=part)
-        output.item.data["content"] = [
-            {"type": "output_audio", "transcript": ""}
-            if audio
-            else {"type": "output_text", "text": ""}
-        ]
-
-    # -- speech of unknown length ---------------------------------------------------------
-    @staticmethod
-    def _words_before(output: Output, cut_ms: float) -> int:
-        """Words whose start lies before ``cut_ms`` of the item's audio: from the engine's
-        timings for real speech, spread evenly over a scripted length otherwise."""
-        if output.word_starts is None:
-            return words_due(len(output.words), output.total_ms, cut_ms)
-        return bisect_left(output.word_starts, cut_ms)
-
-    def _stream_speech(self, output: Output, ref: dict[str, Any], text: str) -> Iterator[Step]:
+    def _stream_speech(self, out: Outputs, output: Output, text: str) -> Iterator[Step]:
         from service.modelserver.engine.background import END, PENDING
 
-        assert self.engine is not None and output.word_starts is not None
-        rate, pace = self.format.rate, self.script.pace
-        chunk_bytes = rate * self.script.chunk_ms // 1000 * 2
-        cap = self.max_output_tokens
-        cap_ms = cap * AUDIO_MS_PER_OUTPUT_TOKEN if isinstance(cap, int) else math.inf
+        assert output.word_starts is not None
+        rate = out.format.rate
         speech = self.speech = self.engine.speak(text, rate)
         try:
             while not output.stopped:
@@ -174,71 +113,18 @@ class EngineOutputs:
                     output.sent_ms + i * sentence_ms / len(words) for i in range(len(words))
                 ]
                 output.item.meta["word_starts"] = output.word_starts
-                for offset in range(0, len(pcm), chunk_bytes):
-                    chunk = pcm[offset : offset + chunk_bytes]
-                    # B.8: deltas arrive faster than real time, chunk k at t0 + pace × before.
-                    yield Wait(self._t0 + (self.audio_ms / 1000.0 / pace if pace else 0.0))
+                for offset in range(0, len(pcm), out.chunk_bytes):
+                    chunk = pcm[offset : offset + out.chunk_bytes]
+                    yield out.due()
                     if output.stopped:  # truncated while we waited
                         break
-                    room_ms = cap_ms - output.sent_ms
+                    room_ms = out.cap_ms - output.sent_ms
                     if len(chunk) / 2 * 1000.0 / rate >= room_ms:  # max_output_tokens
                         chunk = chunk[: max(0, int(room_ms * rate / 1000)) * 2]
-                        self._capped = output.stopped = True
+                        out.capped = output.stopped = True
                     if chunk:
-                        yield from self._send_audio(output, ref, chunk)
+                        yield from out.send_audio(output, chunk)
                     if output.stopped:
                         break
         finally:
             speech.close()
-
-    def _send_audio(self, output: Output, ref: dict[str, Any], chunk: bytes) -> Iterator[Step]:
-        chunk_ms = len(chunk) / 2 * 1000.0 / self.format.rate
-        due = self._words_before(output, output.sent_ms + chunk_ms)
-        if due > output.words_sent:
-            delta = " ".join(output.words[output.words_sent : due])
-            if output.words_sent:
-                delta = " " + delta
-            output.words_sent = due
-            output.item.data["content"][0]["transcript"] = output.transcript
-            yield self._event(
-                "response.output_audio_transcript.delta", **ref, content_index=0, delta=delta
-            )
-        payload = base64.b64encode(self.format.from_pcm16(chunk)).decode()
-        yield self._event("response.output_audio.delta", **ref, content_index=0, delta=payload)
-        output.sent_ms += chunk_ms
-        self.audio_ms += chunk_ms
-        output.item.audio_ms = int(output.sent_ms)  # truncate validates against what was sent
-
-    # -- function calls (shared with scripted turns) --------------------------------------
-    def _function_call(self, call: FunctionCall) -> Iterator[dict[str, Any]]:
-        call_id = call.call_id or self._new_id("call")
-        data = {
-            "id": self._new_id("item"),
-            "object": "realtime.item",
-            "type": "function_call",
-            "status": "in_progress",
-            "name": call.name,
-            "call_id": call_id,
-            "arguments": "",
-        }
-        yield from self._open(data)
-        output = self.outputs[-1]
-        ref = {"response_id": self.id, "item_id": data["id"], "output_index": output.index}
-        args = call.arguments
-        step = max(1, math.ceil(len(args) / 3))
-        for i in range(0, len(args), step):
-            yield self._event(
-                "response.function_call_arguments.delta",
-                **ref,
-                call_id=call_id,
-                delta=args[i : i + step],
-            )
-        yield self._event(
-            "response.function_call_arguments.done",
-            **ref,
-            call_id=call_id,
-            name=call.name,
-            arguments=args,
-        )
-        data["arguments"] = args
-        yield from self._finish(output, "completed")

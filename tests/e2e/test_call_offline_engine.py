@@ -10,7 +10,7 @@ from pathlib import Path
 from service.agent.hotline.orders import seed_orders
 from service.audio.resample import StreamResampler
 from service.demo import HOTLINE_TURNS, converse
-from service.modelserver.engine import SpeechScript, speech_engine
+from service.modelserver.engine import speech_engine
 from service.modelserver.engine.tts import speak
 from tests.conftest import TEST_AUTH_TOKEN
 from tests.e2e.test_call_tools import audit_of, states
@@ -35,7 +35,7 @@ def heard_text(record: Path) -> str:
 
 
 async def test_spoken_order_status_call_end_to_end(make_service, local_model, tmp_path) -> None:
-    model = await local_model(SpeechScript(engine=engine()))
+    model = await local_model(engine=engine())
     service = await make_service(
         realtime_backend="local",
         local_realtime_url=model.url,

@@ -21,8 +21,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from service.agent.hotline import LOOKUP_ORDER, VERIFY_CALLER, hotline_registry, seed_orders
 from service.agent.tools import ToolContext, run_tool
 from service.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
-from service.modelserver import LocalRealtimeServer
-from service.modelserver.engine import SpeechEngine, SpeechScript, speech_engine
+from service.modelserver import LocalRealtimeServer, Script
+from service.modelserver.engine import SpeechEngine, speech_engine
 from service.modelserver.engine.stt import WhisperTranscriber
 from service.modelserver.engine.tts import speak
 from service.modelserver.protocol import validate_server_event
@@ -125,7 +125,7 @@ async def test_spoken_order_status_call(engine: SpeechEngine, redis_client: aior
     await seed_orders(redis_client, PREFIX)
     ctx = ToolContext(call_sid="CAengine", redis=redis_client, key_prefix=PREFIX)
     registry = hotline_registry()
-    async with LocalRealtimeServer(SpeechScript(engine=engine)) as server:
+    async with LocalRealtimeServer(engine=engine) as server:
         caller = await start_call(server)
         await caller.send(
             {
@@ -180,7 +180,7 @@ async def test_barge_in_stops_synthesis(engine: SpeechEngine) -> None:
         "You can also check the status online at any time."
     )
     # Real-time pacing: the reply takes ~9 s to send, so the caller can cut in during it.
-    async with LocalRealtimeServer(SpeechScript(engine=engine, pace=1.0)) as server:
+    async with LocalRealtimeServer(Script(pace=1.0), engine=engine) as server:
         caller = await start_call(server)
         session = await server.wait_for_session()
         await caller.send(

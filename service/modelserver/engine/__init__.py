@@ -11,6 +11,9 @@ Selection (read from ``settings`` attributes if given, else the environment):
 * ``LOCAL_EARLY_STT_MS`` (default 200; ``off``): start transcribing once the caller has
   paused this long, before the VAD's silence duration confirms the end of the turn.
 
+A server is given its engine (``LocalRealtimeServer(script, engine=…)``) and every session
+attaches to it (:meth:`SpeechEngine.attach`); the script stays a script.
+
 Importing this package loads no model; :meth:`SpeechEngine.warm` (or the first call) does.
 """
 
@@ -18,7 +21,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from service.modelserver.engine.base import (
@@ -31,7 +33,6 @@ from service.modelserver.engine.base import (
 )
 from service.modelserver.engine.engine import EngineSession, SpeechEngine
 from service.modelserver.engine.models import missing_modules, speech_available
-from service.modelserver.script import Script
 
 __all__ = [
     "Brain",
@@ -40,27 +41,14 @@ __all__ = [
     "EngineSession",
     "SpeechChunk",
     "SpeechEngine",
-    "SpeechScript",
     "StreamingVoice",
     "Transcriber",
-    "default_script",
+    "default_engine",
     "engine_kind",
     "speech_engine",
 ]
 
 ENGINES = ("speech", "synthetic")
-
-
-@dataclass
-class SpeechScript(Script):
-    """A :class:`Script` whose sessions are run by ``engine`` (each session gets its own
-    brain through :meth:`SpeechEngine.attach`). The scripted fields still apply where they
-    make sense: ``chunk_ms``, ``pace``, ``first_audio_delay_ms``, ``on_client_event``…"""
-
-    engine: SpeechEngine | None = None
-
-    def session_engine(self) -> EngineSession | None:
-        return self.engine.attach() if self.engine is not None else None
 
 
 def _setting(settings: Any, env: Mapping[str, str], name: str) -> str:
@@ -126,9 +114,11 @@ def speech_engine(
     )
 
 
-def default_script(settings: Any = None, env: Mapping[str, str] | None = None) -> Script:
-    """The script a local server runs when none is given explicitly: the speech engine or
-    the generic scripted :class:`Script` (see :func:`engine_kind`)."""
+def default_engine(
+    settings: Any = None, env: Mapping[str, str] | None = None
+) -> SpeechEngine | None:
+    """The engine a local server runs when none is given explicitly: the speech engine, or
+    None for the scripted server with synthetic audio (see :func:`engine_kind`)."""
     if engine_kind(settings, env) == "speech":
-        return SpeechScript(engine=speech_engine(settings, env))
-    return Script()
+        return speech_engine(settings, env)
+    return None

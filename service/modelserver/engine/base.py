@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from service.modelserver.script import FunctionCall, ResponseRequest
+from service.modelserver.turns import FunctionCall, ResponseRequest
 
 __all__ = [
     "Brain",

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from service.audio.vad import EnergyVad, VoiceStarted, VoiceStopped
-from service.modelserver.engine import BrainRequest, Decision, SpeechEngine, SpeechScript
+from service.modelserver.engine import BrainRequest, Decision, SpeechEngine
 from service.modelserver.engine.hotline_brain import GOODBYE, HotlineBrain
 from service.modelserver.engine.llm_brain import LlmBrain, LlmConfig, chat_messages, llm_config
 from service.modelserver.engine.numbers import numbers_in, speakable
@@ -256,7 +256,7 @@ def test_llm_brain_maps_the_conversation_and_tool_calls_both_ways() -> None:
         vad="energy",  # type: ignore[arg-type]
         brain_factory=lambda: LlmBrain(config, client),
     )
-    d = SessionDriver(SpeechScript(engine=engine))
+    d = SessionDriver(engine=engine)
     d.update(instructions="Be brief.", tools=list(ALL_TOOLS[:2]), tool_choice="auto")
     d.send(
         {

@@ -17,8 +17,7 @@ from service.modelserver.engine import (
     BrainRequest,
     Decision,
     SpeechEngine,
-    SpeechScript,
-    default_script,
+    default_engine,
     engine_kind,
 )
 from service.modelserver.engine.hotline_brain import HotlineBrain
@@ -60,7 +59,7 @@ def driver(
         brain_factory=brain,
         vad="energy",
     )
-    d = SessionDriver(SpeechScript(engine=engine, **script))
+    d = SessionDriver(Script(**script), engine=engine)
     d.update(tools=TOOLS)
     return d
 
@@ -236,8 +235,7 @@ def test_each_session_has_its_own_brain_and_empty_responses_are_valid() -> None:
     engine = SpeechEngine(
         transcriber=Canned(), voice=SyntheticStreamingVoice(), brain_factory=Recorder, vad="energy"
     )
-    script = SpeechScript(engine=engine)
-    first, _second = SessionDriver(script), SessionDriver(script)
+    first, _second = SessionDriver(engine=engine), SessionDriver(engine=engine)
     assert len(brains) == 2 and brains[0] is not brains[1]
     call = only(run(first, {"type": "response.create"}), "response.function_call_arguments.done")
     assert call["call_id"] == "call_fixed"
@@ -267,7 +265,7 @@ def test_a_failed_transcription_is_reported_and_heard_as_nothing() -> None:
         brain_factory=HotlineBrain,
         vad="energy",
     )
-    d = SessionDriver(SpeechScript(engine=engine))
+    d = SessionDriver(engine=engine)
     d.update(audio={"input": {"transcription": {"model": "whisper-1"}}})
     events = hear(d, caller())
     failed = only(d.events, "conversation.item.input_audio_transcription.failed")
@@ -286,9 +284,8 @@ def test_engine_selection(monkeypatch: pytest.MonkeyPatch) -> None:
     assert engine_kind(Settings(), env={"LOCAL_ENGINE": "speech"}) == "synthetic"
     with pytest.raises(ValueError, match="LOCAL_ENGINE"):
         engine_kind(env={"LOCAL_ENGINE": "gpt"})
-    assert type(default_script(env={"LOCAL_ENGINE": "synthetic"})) is Script
-    script = default_script(env={"LOCAL_ENGINE": "speech"})
-    assert isinstance(script, SpeechScript) and script.engine is not None
+    assert default_engine(env={"LOCAL_ENGINE": "synthetic"}) is None  # the scripted server
+    assert isinstance(default_engine(env={"LOCAL_ENGINE": "speech"}), SpeechEngine)
     monkeypatch.setattr("service.modelserver.engine.speech_available", lambda: False, raising=True)
     assert engine_kind(env={}) == "synthetic"
     with pytest.raises(RuntimeError, match=r"\[local\] extra"):
