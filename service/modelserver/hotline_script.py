@@ -1,11 +1,11 @@
-"""A scripted hotline caller-agent exchange for the local server (until the offline engine).
+"""A scripted hotline caller-agent exchange for the local server without a speech engine.
 
-The local server has no speech recognition yet, so this script stands in for the model's
-judgement: every caller turn is taken as "where is order N, my ZIP is Z"; the script then calls
-``verify_caller`` and ``lookup_order`` through the protocol's function-calling events, exactly
-as a real model would, and speaks the ``say`` line of the lookup's result. Responses the
-service asks for with instructions (greeting, holding phrase, goodbye) are honoured by reading
-the quoted words or the instruction's intent.
+Where no speech recognition runs (the demo without the offline engine, and tests), this
+script stands in for the model's judgement: every caller turn is taken as "where is order N,
+my ZIP is Z"; the script then calls ``verify_caller`` and ``lookup_order`` through the
+protocol's function-calling events, exactly as a real model would, and speaks the ``say``
+line of the lookup's result. Responses the service asks for with instructions (greeting,
+holding phrase, goodbye) are honoured by reading the quoted words or the instruction's intent.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
+from service.modelserver.protocol import CLIENT_EVENT_TYPES
 from service.modelserver.script import ErrorSpec, FunctionCall, Script, Turn
+from service.modelserver.session import HANDLERS
 from tests.support.local_session import PCMU
 from tests.support.session_driver import SessionDriver as Driver
 from tests.support.session_driver import audio_bytes, b64, only, types
@@ -136,6 +138,11 @@ def test_bad_client_events_get_errors_and_the_session_carries_on(d: Driver) -> N
     bad_b64 = d.send({"type": "input_audio_buffer.append", "audio": "***"})
     assert only(bad_b64, "error")["error"]["param"] == "audio"
     assert types(d.send({"type": "response.create"}))[0] == "response.created"
+
+
+def test_every_client_event_type_has_a_handler_and_nothing_else_does() -> None:
+    # A client event the SDK knows but the table lacks would be a server_error, not an answer.
+    assert sorted(HANDLERS) == sorted(CLIENT_EVENT_TYPES)
 
 
 def test_a_handler_crash_becomes_a_server_error_event() -> None:
