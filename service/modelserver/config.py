@@ -2,7 +2,8 @@
 checks, and the audio formats the session speaks (B.1 table, F.1/F.2).
 
 The session is kept as the plain GA JSON dict that ``session.created``/``session.updated``
-carry, so what the client sees is exactly what the server uses.
+carry, so what the client sees is exactly what the server uses; that one dict (instructions
+and tools included) is the memory per connection; nothing here keeps state of its own.
 """
 
 from __future__ import annotations

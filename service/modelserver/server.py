@@ -7,6 +7,10 @@ next pacing deadline, and sends what the session returns.
 Endpoint: ``ws://HOST:PORT/<anything>/realtime?model=…`` — ``/v1/realtime`` (OpenAI) and
 ``/openai/v1/realtime?model=<deployment>`` (Azure) alike. Auth: ``Authorization: Bearer <key>``
 or ``api-key: <key>``; checked only when the server was given an ``api_key``.
+
+Memory: per connection, its session (bounded as :mod:`.session` states) and at most one
+pending ``recv``; after it ends, the last ``HISTORY`` sessions stay for tests to inspect. An
+``engine`` is shared by all connections and loaded once (:meth:`SpeechEngine.warm`).
 """
 
 from __future__ import annotations
