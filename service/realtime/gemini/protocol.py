@@ -61,14 +61,26 @@ from service.realtime.events import (
     Transcript,
 )
 from service.realtime.gemini.setup import build_setup, gemini_voice
-from service.realtime.wire import json_object
+from service.realtime.wire import MAX_TEXT_CHARS, Fields, json_object
 
-__all__ = ["INPUT_RATES", "GeminiLiveProtocol", "function_response_object", "parse_duration_ms"]
+__all__ = [
+    "INPUT_RATES",
+    "MALFORMED",
+    "GeminiLiveProtocol",
+    "function_response_object",
+    "parse_duration_ms",
+]
 
 INPUT_RATES = (8000, 16000)  # D.3: any rate is accepted if declared; 16 kHz is native
 MAX_PENDING_CALLS = 64
-MAX_TRANSCRIPT_CHARS = 4000
+MAX_TRANSCRIPT_CHARS = MAX_TEXT_CHARS
 DEFAULT_GO_AWAY_MS = 5000  # when ``timeLeft`` is missing or unreadable
+MAX_GO_AWAY_MS = 3_600_000  # D.5: a connection lasts ~10 min; anything longer is nonsense
+# The code of the ModelError for a message that is not JSON or has fields of the wrong type.
+MALFORMED = "malformed_message"
+# A 1 MiB blob is ~16 s of 24 kHz PCM16; the connection refuses bigger messages anyway.
+MAX_AUDIO_CHARS = 1 << 20
+AUDIO_STEP_BYTES = 48_000  # one second of 24 kHz PCM16
 _KNOWN = frozenset(
     {
         "setupComplete",
@@ -80,14 +92,17 @@ _KNOWN = frozenset(
         "usageMetadata",
     }
 )
-_RATE = re.compile(r"rate=(\d+)")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)s\s*$")
+# ASCII digits with a length bound: ``\d`` and ``int()`` accept other scripts' digits.
+_RATE = re.compile(r"rate=([0-9]*)")
+_DURATION = re.compile(r"^\s*([0-9]{1,9}(?:\.[0-9]{0,9})?)s\s*$")
 
 
 def parse_duration_ms(value: Any) -> int:
     """A protobuf ``Duration`` string (``"10s"``, ``"0.5s"``, D.4 ``goAway.timeLeft``) in ms."""
     match = _DURATION.match(value) if isinstance(value, str) else None
-    return round(float(match.group(1)) * 1000) if match else DEFAULT_GO_AWAY_MS
+    if match is None:
+        return DEFAULT_GO_AWAY_MS
+    return min(round(float(match.group(1)) * 1000), MAX_GO_AWAY_MS)
 
 
 def function_response_object(output: str) -> dict[str, Any]:
@@ -156,6 +171,7 @@ class GeminiLiveProtocol:
         self.cancelled_calls: deque[str] = deque(maxlen=MAX_PENDING_CALLS)
         self.audio_sent_ms = 0.0
         self.unknown_messages = 0
+        self.malformed_messages = 0  # not JSON, not an object, or fields of the wrong type
         self._item_id = ""
         self._interrupted = False
         self._tool_turn: tuple[str, str] | None = None  # (response, item) awaiting answers
@@ -237,69 +253,84 @@ class GeminiLiveProtocol:
     # --- server messages (D.4) ---------------------------------------------------------------
 
     def receive(self, frame: str | bytes, now: float = 0.0) -> list[ModelEvent]:
-        """Parse one server frame, text or binary (D.1: binary frames carry UTF-8 JSON)."""
-        message = json_object(frame, "malformed_message")
-        if isinstance(message, ModelError):
-            return [message]
+        """Parse one server frame, text or binary (D.1: binary frames carry UTF-8 JSON).
+
+        Total: any JSON value in any field gives events, never an exception. Fields of the
+        wrong type read as absent (``wire.Fields``) and the message adds one counted
+        ``ModelError(MALFORMED)`` naming them; the call carries on.
+        """
+        decoded = json_object(frame, MALFORMED)
+        if isinstance(decoded, ModelError):
+            self.malformed_messages += 1
+            return [decoded]
+        message = Fields(decoded)
         events: list[ModelEvent] = []
-        if isinstance(setup := message.get("setupComplete"), dict):
+        if message.has("setupComplete"):
+            setup = message.object("setupComplete")
             self.ready = True
-            self.session_id = str(setup.get("sessionId") or self.session_id)
+            self.session_id = setup.text("sessionId") or self.session_id
             events.append(SessionReady(self.session_id))
-        if isinstance(content := message.get("serverContent"), dict):
-            events += self._server_content(content, now)
-        if isinstance(call := message.get("toolCall"), dict):
-            events += self._tool_call(call)
-        if isinstance(cancel := message.get("toolCallCancellation"), dict):
-            events += self._cancellation(cancel)
-        if isinstance(go_away := message.get("goAway"), dict):
-            self.go_away_ms = parse_duration_ms(go_away.get("timeLeft"))
-        if isinstance(update := message.get("sessionResumptionUpdate"), dict):
+        if message.has("serverContent"):
+            events += self._server_content(message.object("serverContent"), now)
+        if message.has("toolCall"):
+            events += self._tool_call(message.object("toolCall"))
+        if message.has("toolCallCancellation"):
+            events += self._cancellation(message.object("toolCallCancellation"))
+        if message.has("goAway"):
+            self.go_away_ms = parse_duration_ms(message.object("goAway").raw("timeLeft"))
+        if message.has("sessionResumptionUpdate"):
+            update = message.object("sessionResumptionUpdate")
             # D.4: an empty handle / resumable false while generating; keep the last good one.
-            if update.get("resumable") and update.get("newHandle"):
-                self.resume_handle = str(update["newHandle"])
-        if not _KNOWN.intersection(message):
+            resumable, handle = update.flag("resumable"), update.text("newHandle")
+            if resumable and handle:
+                self.resume_handle = handle
+        if not _KNOWN.intersection(decoded):
             self.unknown_messages += 1
+        if message.problems:
+            self.malformed_messages += 1
+            events.append(ModelError(MALFORMED, "; ".join(message.problems)))
         return events
 
-    def _server_content(self, content: dict[str, Any], now: float) -> list[ModelEvent]:
+    def _server_content(self, content: Fields, now: float) -> list[ModelEvent]:
         events: list[ModelEvent] = []
-        heard = content.get("inputTranscription")
-        if isinstance(heard, dict):
-            if heard.get("text"):
-                if not self._caller.item_id:
-                    self._caller.item_id = f"gem_user_{next(self._ids)}"
-                self._caller.add(str(heard["text"]))
-            if heard.get("finished"):
-                events += self._caller_line()
-        turn = content.get("modelTurn")
-        if isinstance(turn, dict):
-            events += self._model_turn(turn, now)
-        said = content.get("outputTranscription")
-        if isinstance(said, dict) and said.get("text"):
-            self._agent.add(str(said["text"]))
-        if content.get("interrupted"):
+        heard = content.object("inputTranscription")
+        if text := heard.text("text", limit=MAX_TRANSCRIPT_CHARS):
+            if not self._caller.item_id:
+                self._caller.item_id = f"gem_user_{next(self._ids)}"
+            self._caller.add(text)
+        if heard.flag("finished"):
+            events += self._caller_line()
+        if content.has("modelTurn"):
+            events += self._model_turn(content.object("modelTurn"), now)
+        if said := content.object("outputTranscription").text("text", limit=MAX_TRANSCRIPT_CHARS):
+            self._agent.add(said)
+        if content.flag("interrupted"):
             events += self._interrupt(now)
-        if content.get("turnComplete"):
+        if content.flag("turnComplete"):
             events += self._turn_complete()
         return events
 
-    def _model_turn(self, turn: dict[str, Any], now: float) -> list[ModelEvent]:
+    def _model_turn(self, turn: Fields, now: float) -> list[ModelEvent]:
         events: list[ModelEvent] = []
-        for part in turn.get("parts") or ():
-            blob = part.get("inlineData") if isinstance(part, dict) else None
-            if not isinstance(blob, dict):
+        for part in turn.objects("parts"):
+            if not part.has("inlineData"):
                 continue  # text or thought parts: with AUDIO modality the audio is the answer
-            mime = str(blob.get("mimeType", ""))
+            blob = part.object("inlineData")
+            mime = blob.text("mimeType")
             if not mime.startswith("audio/pcm"):
                 continue
             # D.4: 24 kHz always; the exact MIME string is unverified, so parse the rate.
             rate = _RATE.search(mime)
-            if rate is not None and int(rate.group(1)) != self.audio_format.sample_rate:
-                events.append(ModelError("unexpected_audio_rate", mime))
+            # Compared as text: no int() of a model-chosen digit string (length, other scripts).
+            if rate is not None and rate.group(1) != str(self.audio_format.sample_rate):
+                events.append(ModelError("unexpected_audio_rate", mime[:64]))
+                continue
+            data = blob.text("data", limit=MAX_AUDIO_CHARS + 1)
+            if len(data) > MAX_AUDIO_CHARS:
+                events.append(ModelError("audio_too_large", f"over {MAX_AUDIO_CHARS} characters"))
                 continue
             try:
-                audio = base64.b64decode(blob.get("data", ""), validate=True)
+                audio = base64.b64decode(data, validate=True)
             except (binascii.Error, ValueError):
                 events.append(ModelError("bad_audio", "inlineData is not base64"))
                 continue
@@ -311,11 +342,19 @@ class GeminiLiveProtocol:
                     # (dropped once a barge-in cut that turn: its ids are blanked).
                     response_id, item_id = self._tool_turn
                     if response_id:
-                        events.append(AgentAudio(response_id, item_id, audio, now))
+                        events += self._audio(response_id, item_id, audio, now)
                     continue
                 events.append(self._start_turn())
-            events.append(AgentAudio(self.active_response_id or "", self._item_id, audio, now))
+            events += self._audio(self.active_response_id or "", self._item_id, audio, now)
         return events
+
+    def _audio(self, response_id: str, item_id: str, audio: bytes, now: float) -> list[ModelEvent]:
+        # Long blobs go on in pieces of at most a second, so playback work comes in bounded steps.
+        step = AUDIO_STEP_BYTES
+        return [
+            AgentAudio(response_id, item_id, audio[i : i + step], now)
+            for i in range(0, max(len(audio), 1), step)
+        ]
 
     def _start_turn(self) -> ResponseStarted:
         n = next(self._turns)
@@ -364,7 +403,7 @@ class GeminiLiveProtocol:
         text = self._agent.take()
         return [Transcript("agent", item_id, text)] if text else []
 
-    def _tool_call(self, call: dict[str, Any]) -> list[ModelEvent]:
+    def _tool_call(self, call: Fields) -> list[ModelEvent]:
         events: list[ModelEvent] = []
         if self.active_response_id is not None:
             turn = (self.active_response_id, self._item_id)
@@ -373,21 +412,18 @@ class GeminiLiveProtocol:
         elif self._tool_turn is None:
             n = next(self._turns)  # a call with no speech before it: a turn of its own
             self._tool_turn = (f"gem_resp_{n}", f"gem_item_{n}")
-        for fc in call.get("functionCalls") or ():
-            if not isinstance(fc, dict):
-                continue
-            call_id = str(fc.get("id") or f"gem_call_{next(self._ids)}")
-            name = str(fc.get("name", ""))
+        for fc in call.objects("functionCalls", limit=MAX_PENDING_CALLS):
+            call_id = fc.text("id") or f"gem_call_{next(self._ids)}"
+            name = fc.text("name")
+            args = fc.object("args").as_dict()
             if len(self.pending_calls) >= MAX_PENDING_CALLS:
                 self.pending_calls.pop(next(iter(self.pending_calls)))
             self.pending_calls[call_id] = name
-            events.append(
-                ToolCallRequested(call_id, name, orjson.dumps(fc.get("args") or {}).decode())
-            )
+            events.append(ToolCallRequested(call_id, name, orjson.dumps(args).decode()))
         return events
 
-    def _cancellation(self, cancel: dict[str, Any]) -> list[ModelEvent]:
-        ids = tuple(str(i) for i in cancel.get("ids") or ())
+    def _cancellation(self, cancel: Fields) -> list[ModelEvent]:
+        ids = tuple(cancel.texts("ids", limit=MAX_PENDING_CALLS))
         for call_id in ids:
             self.pending_calls.pop(call_id, None)
             self.cancelled_calls.append(call_id)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
+import re
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from service.realtime.config import SessionConfig
@@ -33,12 +35,28 @@ from service.realtime.events import (
     ToolCallRequested,
     Transcript,
 )
-from service.realtime.wire import json_object
+from service.realtime.wire import (
+    MAX_CODE_CHARS,
+    MAX_MESSAGE_CHARS,
+    MAX_TEXT_CHARS,
+    Fields,
+    json_object,
+    short,
+)
 
-__all__ = ["RACE_LOST", "OpenAIRealtimeProtocol", "realtime_url"]
+__all__ = ["MALFORMED", "RACE_LOST", "OpenAIRealtimeProtocol", "realtime_url"]
 
 # B.3: the refusal of a response.create while another response holds the conversation.
 RACE_LOST = "conversation_already_has_active_response"
+# The code of the ModelError reported for an event that is not JSON, or has fields of the
+# wrong type (those read as absent; the event is still handled).
+MALFORMED = "malformed_event"
+# Error codes become metric labels: only short identifier-like codes are passed on.
+_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+# A 1 MiB delta is ~16 s of 24 kHz PCM16; no server sends one (they come in ~100 ms pieces),
+# and the connection refuses bigger messages anyway (connection.MAX_MESSAGE_BYTES).
+MAX_DELTA_CHARS = 1 << 20
+MAX_ARGUMENTS_CHARS = 64 * 1024
 
 # Server events we read nothing from; listed so that anything else is noticed and counted.
 _IGNORED = frozenset(
@@ -88,6 +106,21 @@ class OpenAIRealtimeProtocol:
         self.ready = False
         self.active_response_id: str | None = None
         self.unknown_events = 0
+        self.malformed_events = 0  # not JSON, not an object, or fields of the wrong type
+        self._audio_step = round(self.audio_format.bytes_per_ms * 1000)  # 1 s of audio
+        self._handlers: dict[str, Callable[[Fields, float], list[ModelEvent]]] = {
+            "response.output_audio.delta": self._audio_delta,
+            "input_audio_buffer.speech_started": self._speech_started,
+            "input_audio_buffer.speech_stopped": self._speech_stopped,
+            "response.created": self._response_created,
+            "response.done": self._response_done,
+            "response.output_audio_transcript.done": self._agent_transcript,
+            "conversation.item.input_audio_transcription.completed": self._caller_transcript,
+            "response.function_call_arguments.done": self._function_call,
+            "conversation.item.truncated": self._truncated,
+            "session.updated": self._session_updated,
+            "error": self._error,
+        }
         self._ids = itertools.count(1)
         # event_ids of our latest response.create events, to tell which errors answer them.
         self._response_requests: deque[str] = deque(maxlen=8)
@@ -208,90 +241,111 @@ class OpenAIRealtimeProtocol:
     # --- server events (B.4) -------------------------------------------------------------
 
     def receive(self, frame: str | bytes, now: float = 0.0) -> list[ModelEvent]:
-        """Parse one server frame; ``now`` (the caller's clock) stamps audio and speech."""
-        event = json_object(frame, "malformed_event")
-        if isinstance(event, ModelError):
-            return [event]
-        kind = event.get("type")
-        if kind == "response.output_audio.delta":
-            return self._audio_delta(event, now)
-        if kind == "input_audio_buffer.speech_started":
-            return [
-                SpeechStarted(
-                    str(event.get("item_id", "")), int(event.get("audio_start_ms", 0)), now
-                )
-            ]
-        if kind == "input_audio_buffer.speech_stopped":
-            return [SpeechStopped(str(event.get("item_id", "")), int(event.get("audio_end_ms", 0)))]
-        if kind == "response.created":
-            response = event.get("response") or {}
-            response_id = str(response.get("id", ""))
-            metadata = response.get("metadata") or {}
-            # An out-of-band response does not hold the conversation's single response slot.
-            if metadata.get("conversation") != "none":
-                self.active_response_id = response_id
-            purpose = metadata.get("purpose")
-            return [ResponseStarted(response_id, purpose if purpose in PURPOSES else "")]
-        if kind == "response.done":
-            return self._response_done(event)
-        if kind == "response.output_audio_transcript.done":
-            return [
-                Transcript("agent", str(event.get("item_id", "")), str(event.get("transcript", "")))
-            ]
-        if kind == "conversation.item.input_audio_transcription.completed":
-            return [
-                Transcript(
-                    "caller", str(event.get("item_id", "")), str(event.get("transcript", ""))
-                )
-            ]
-        if kind == "response.function_call_arguments.done":
-            return [
-                ToolCallRequested(
-                    str(event.get("call_id", "")),
-                    str(event.get("name", "")),
-                    str(event.get("arguments", "")),
-                )
-            ]
-        if kind == "conversation.item.truncated":
-            return [ItemTruncated(str(event.get("item_id", "")), int(event.get("audio_end_ms", 0)))]
-        if kind == "session.updated":
-            self.session_id = str(event.get("session", {}).get("id", ""))
-            first = not self.ready
-            self.ready = True
-            return [SessionReady(self.session_id)] if first else []
-        if kind == "error":
-            error = event.get("error") or {}
-            reported = ModelError(
-                str(error.get("code") or error.get("type") or "error"),
-                str(error.get("message", "")),
-                str(error.get("event_id") or ""),
-            )
-            # B.4: ``error.event_id`` names the client event that failed; the race error
-            # can only come from a response.create, so it needs no id to be placed.
-            if reported.event_id in self._response_requests or reported.code == RACE_LOST:
-                return [reported, ResponseRefused(reported.code, reported.code == RACE_LOST)]
-            return [reported]
-        if kind not in _IGNORED:
-            self.unknown_events += 1
-        return []
+        """Parse one server frame; ``now`` (the caller's clock) stamps audio and speech.
 
-    def _audio_delta(self, event: dict[str, Any], now: float) -> list[ModelEvent]:
-        try:
-            audio = base64.b64decode(event.get("delta", ""), validate=True)
-        except (binascii.Error, ValueError):
-            return [ModelError("bad_audio_delta", "delta is not base64")]
-        return [
-            AgentAudio(str(event.get("response_id", "")), str(event.get("item_id", "")), audio, now)
-        ]
+        Total: any JSON value in any field gives events, never an exception. Fields of the
+        wrong type read as absent (``wire.Fields``) and the event adds one counted
+        ``ModelError(MALFORMED)`` naming them; the call carries on.
+        """
+        message = json_object(frame, MALFORMED)
+        if isinstance(message, ModelError):
+            self.malformed_events += 1
+            return [message]
+        event = Fields(message)
+        kind = message.get("type")
+        if not isinstance(kind, str):
+            self.malformed_events += 1
+            return [ModelError(MALFORMED, f"type is {short(kind)}, not a string")]
+        handler = self._handlers.get(kind)
+        if handler is None:
+            if kind not in _IGNORED:
+                self.unknown_events += 1
+            return []
+        events = handler(event, now)
+        if event.problems:
+            self.malformed_events += 1
+            events.append(ModelError(MALFORMED, f"{kind[:60]}: {'; '.join(event.problems)}"))
+        return events
 
-    def _response_done(self, event: dict[str, Any]) -> list[ModelEvent]:
-        response = event.get("response") or {}
-        response_id = str(response.get("id", ""))
+    def _speech_started(self, event: Fields, now: float) -> list[ModelEvent]:
+        # The barge-in trigger: acted on even when its position fields are garbage.
+        return [SpeechStarted(event.text("item_id"), event.integer("audio_start_ms"), now)]
+
+    def _speech_stopped(self, event: Fields, now: float) -> list[ModelEvent]:
+        return [SpeechStopped(event.text("item_id"), event.integer("audio_end_ms"))]
+
+    def _response_created(self, event: Fields, now: float) -> list[ModelEvent]:
+        response = event.object("response")
+        response_id = response.text("id")
+        metadata = response.object("metadata")
+        # An out-of-band response does not hold the conversation's single response slot.
+        if metadata.text("conversation") != "none":
+            self.active_response_id = response_id
+        purpose = metadata.text("purpose")
+        return [ResponseStarted(response_id, purpose if purpose in PURPOSES else "")]  # type: ignore[arg-type]
+
+    def _response_done(self, event: Fields, now: float) -> list[ModelEvent]:
+        response = event.object("response")
+        response_id = response.text("id")
         if self.active_response_id == response_id:
             self.active_response_id = None
-        details = response.get("status_details") or {}
+        reason = response.object("status_details").text("reason", limit=MAX_CODE_CHARS)
+        return [ResponseDone(response_id, response.text("status", limit=MAX_CODE_CHARS), reason)]
+
+    def _agent_transcript(self, event: Fields, now: float) -> list[ModelEvent]:
+        text = event.text("transcript", limit=MAX_TEXT_CHARS)
+        return [Transcript("agent", event.text("item_id"), text)]
+
+    def _caller_transcript(self, event: Fields, now: float) -> list[ModelEvent]:
+        text = event.text("transcript", limit=MAX_TEXT_CHARS)
+        return [Transcript("caller", event.text("item_id"), text)]
+
+    def _function_call(self, event: Fields, now: float) -> list[ModelEvent]:
+        # Arguments are kept whole: the tool layer validates them (and a cut JSON is invalid).
         return [
-            ResponseDone(
-                response_id, str(response.get("status", "")), str(details.get("reason") or "")
+            ToolCallRequested(
+                event.text("call_id"),
+                event.text("name"),
+                event.text("arguments", limit=MAX_ARGUMENTS_CHARS),
             )
+        ]
+
+    def _truncated(self, event: Fields, now: float) -> list[ModelEvent]:
+        return [ItemTruncated(event.text("item_id"), event.integer("audio_end_ms"))]
+
+    def _session_updated(self, event: Fields, now: float) -> list[ModelEvent]:
+        self.session_id = event.object("session").text("id")
+        first = not self.ready
+        self.ready = True
+        return [SessionReady(self.session_id)] if first else []
+
+    def _error(self, event: Fields, now: float) -> list[ModelEvent]:
+        error = event.object("error")
+        code = error.text("code", limit=MAX_CODE_CHARS) or error.text("type", limit=MAX_CODE_CHARS)
+        reported = ModelError(
+            code if _CODE.fullmatch(code) else "error",
+            error.text("message", limit=MAX_MESSAGE_CHARS),
+            error.text("event_id"),
+        )
+        # B.4: ``error.event_id`` names the client event that failed; the race error
+        # can only come from a response.create, so it needs no id to be placed.
+        if reported.event_id in self._response_requests or reported.code == RACE_LOST:
+            return [reported, ResponseRefused(reported.code, reported.code == RACE_LOST)]
+        return [reported]
+
+    def _audio_delta(self, event: Fields, now: float) -> list[ModelEvent]:
+        delta = event.text("delta", limit=MAX_DELTA_CHARS + 1)
+        if len(delta) > MAX_DELTA_CHARS:
+            return [ModelError("audio_delta_too_large", f"over {MAX_DELTA_CHARS} characters")]
+        try:
+            audio = base64.b64decode(delta, validate=True)
+        except (binascii.Error, ValueError):
+            return [ModelError("bad_audio_delta", "delta is not base64")]
+        response_id, item_id = event.text("response_id"), event.text("item_id")
+        # A long delta is passed on in pieces of at most a second of audio, so the call's
+        # playback work (and the event loop) goes in bounded steps.
+        step = self._audio_step
+        return [
+            AgentAudio(response_id, item_id, audio[i : i + step], now)
+            for i in range(0, max(len(audio), 1), step)
         ]
