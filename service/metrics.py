@@ -13,7 +13,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = ["Metrics"]
+__all__ = ["REFUSAL_REASONS", "Metrics"]
+
+REFUSAL_REASONS = (
+    "bad_signature",  # a webhook or stream upgrade not signed by the carrier
+    "bad_token",  # a stream start whose token is malformed, forged, expired or another call's
+    "replayed_token",  # a stream token used again after its call started (any replica)
+    "duplicate_stream",  # a second stream for a call that has one on this process
+    "protocol_violation",  # a bad frame inside a stream (the call carries on)
+    "oversized_frame",  # a frame over MAX_FRAME_BYTES, or over the transport's limit
+    "no_start",  # a stream that never sent its start message
+)
 
 # Latency inside the service is sub-millisecond; the buckets resolve that and its tail.
 _ADDED_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
@@ -98,6 +108,16 @@ class Metrics:
             "The part of voice_ear_latency spent inside this service",
             buckets=_ADDED_BUCKETS,
             registry=r,
+        )
+        # Input we refused (the reasons are a fixed set: see REFUSAL_REASONS), and callers
+        # that stopped reading (their calls are ended).
+        self.refusals = Counter(
+            "voice_refusals", "Input refused, by reason", ["reason"], registry=r
+        )
+        for reason in REFUSAL_REASONS:
+            self.refusals.labels(reason)  # every reason shows, at 0, from the start
+        self.stuck_callers = Counter(
+            "voice_stuck_callers", "Calls ended because the caller stopped reading", registry=r
         )
         self.frames_in = self.frames.labels("in")
         self.frames_out = self.frames.labels("out")

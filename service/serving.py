@@ -19,7 +19,19 @@ from service.drain import drain
 from service.services import Services
 from service.settings import Settings
 
-__all__ = ["DrainingServer", "RunningService", "free_port", "uvicorn_config"]
+__all__ = [
+    "MAX_WS_MESSAGE_BYTES",
+    "DrainingServer",
+    "RunningService",
+    "free_port",
+    "uvicorn_config",
+]
+
+# The transport's own limit on one WebSocket message. Up to it, a frame reaches the media
+# codec, which refuses anything over MAX_FRAME_BYTES (counted; the call carries on). Over it,
+# uvicorn closes the connection with 1009 before we see the frame, and the call ends
+# ``frame_too_large`` (recorded and counted too). Twilio's frames are a few hundred bytes.
+MAX_WS_MESSAGE_BYTES = 1 << 20
 
 
 def uvicorn_config(settings: Settings, *, host: str, port: int) -> uvicorn.Config:
@@ -30,7 +42,7 @@ def uvicorn_config(settings: Settings, *, host: str, port: int) -> uvicorn.Confi
         log_config=None,  # our structlog set-up owns the root logger
         # Base64 audio barely compresses; deflate would only cost CPU on every frame.
         ws_per_message_deflate=False,
-        ws_max_size=1 << 20,
+        ws_max_size=MAX_WS_MESSAGE_BYTES,
         lifespan="on",
         # After our own drain (service/drain.py) anything left is a straggler.
         timeout_graceful_shutdown=5,

@@ -21,10 +21,15 @@ the sent/heard totals of the last ``max_items`` items.
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 __all__ = ["PlaybackLedger", "Truncation"]
+
+# Our generations are small ASCII numbers; ``str.isdigit`` would also pass "²" or 5000 digits,
+# which ``int`` then refuses. A mark name comes from the carrier, so it is parsed strictly.
+_GENERATION = re.compile(r"[0-9]{1,9}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +84,7 @@ class PlaybackLedger:
     def mark_played(self, name: str, now: float) -> bool:
         """Apply an echoed mark; ``False`` if it is stale (older generation) or not ours."""
         generation, _, rest = name.partition(":")
-        if not generation.isdigit() or ":" not in rest:
+        if not _GENERATION.fullmatch(generation) or ":" not in rest:
             self.unknown_marks += 1
             return False
         if int(generation) != self.generation:

@@ -18,12 +18,19 @@ from service.realtime.events import ModelError
 __all__ = [
     "MAX_CODE_CHARS",
     "MAX_ID_CHARS",
+    "MAX_MESSAGE_BYTES",
     "MAX_MESSAGE_CHARS",
     "MAX_TEXT_CHARS",
     "Fields",
     "json_object",
     "short",
 ]
+
+# The most one model message may be: the model connections refuse (close 1009) anything
+# bigger before decoding it. Real events are a few KB (audio comes in ~100 ms deltas); the
+# largest legitimate one is session.updated echoing long instructions and tools. Decoding a
+# message this size costs ~1-2 ms of the event loop (bench/model_flood.py).
+MAX_MESSAGE_BYTES = 1 << 20
 
 # Bounds on what one event may put into memory, logs and Redis (the model is trusted to be
 # well-behaved, not to be small): ids and codes are short, free text is cut.

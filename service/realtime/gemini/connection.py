@@ -39,6 +39,7 @@ from service.realtime.events import (
 )
 from service.realtime.gemini.protocol import GeminiLiveProtocol
 from service.realtime.session import ModelUnavailable
+from service.realtime.wire import MAX_MESSAGE_BYTES
 from service.settings import Settings
 
 __all__ = ["DEFAULT_GEMINI_MODEL", "GEMINI_LIVE_URL", "GeminiLiveSession", "open_gemini_session"]
@@ -239,9 +240,12 @@ class GeminiLiveSession:
             except ConnectionClosed as exc:
                 self._end_reason = f"connection_lost ({_why(exc)})"
                 return
-            for event in self.protocol.receive(frame, time.perf_counter()):
+            events = self.protocol.receive(frame, time.perf_counter())
+            for event in events:
                 if not isinstance(event, SessionReady):
                     yield event
+            if len(events) > 1:
+                await asyncio.sleep(0)  # a long blob's pieces: let other calls run
             if self._deferred and self.protocol.active_response_id is None:
                 await self._drain_deferred()
 
@@ -289,8 +293,11 @@ class GeminiLiveSession:
                     self.url,
                     additional_headers=self.headers,
                     compression=None,  # base64 audio barely compresses: deflate burns CPU
-                    max_size=16 * 1024 * 1024,
-                    max_queue=64,  # a pre-warmed greeting waits here: a few hundred KB at most
+                    max_size=MAX_MESSAGE_BYTES,
+                    # A pre-warmed greeting waits here: a few hundred KB in practice, at worst
+                    # 64 × MAX_MESSAGE_BYTES (over it a message closes the connection: 1009,
+                    # and the session resumes on a new one).
+                    max_queue=64,
                     ping_interval=20,
                     open_timeout=None,
                     close_timeout=2,
@@ -359,6 +366,8 @@ class GeminiLiveSession:
 
 
 def _why(exc: ConnectionClosed) -> str:
+    if exc.sent is not None and exc.sent.code == 1009:
+        return f"1009 a message over {MAX_MESSAGE_BYTES} bytes refused"
     close = exc.rcvd
     return f"{close.code} {close.reason}".strip() if close else "no close frame"
 

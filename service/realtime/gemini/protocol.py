@@ -61,7 +61,7 @@ from service.realtime.events import (
     Transcript,
 )
 from service.realtime.gemini.setup import build_setup, gemini_voice
-from service.realtime.wire import MAX_TEXT_CHARS, Fields, json_object
+from service.realtime.wire import MAX_MESSAGE_BYTES, MAX_TEXT_CHARS, Fields, json_object
 
 __all__ = [
     "INPUT_RATES",
@@ -79,7 +79,7 @@ MAX_GO_AWAY_MS = 3_600_000  # D.5: a connection lasts ~10 min; anything longer i
 # The code of the ModelError for a message that is not JSON or has fields of the wrong type.
 MALFORMED = "malformed_message"
 # A 1 MiB blob is ~16 s of 24 kHz PCM16; the connection refuses bigger messages anyway.
-MAX_AUDIO_CHARS = 1 << 20
+MAX_AUDIO_CHARS = MAX_MESSAGE_BYTES
 AUDIO_STEP_BYTES = 48_000  # one second of 24 kHz PCM16
 _KNOWN = frozenset(
     {

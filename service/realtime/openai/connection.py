@@ -26,6 +26,7 @@ from service.realtime.events import (
 )
 from service.realtime.openai.protocol import OpenAIRealtimeProtocol
 from service.realtime.session import ModelUnavailable
+from service.realtime.wire import MAX_MESSAGE_BYTES
 
 # ModelUnavailable lives in realtime.session; re-exported for older imports.
 __all__ = ["ModelUnavailable", "ProtocolSession", "RealtimeConnection"]
@@ -130,9 +131,10 @@ class RealtimeConnection(ProtocolSession):
                     self.url,
                     additional_headers=self.headers,
                     compression=None,
-                    max_size=16 * 1024 * 1024,
+                    max_size=MAX_MESSAGE_BYTES,
                     # Room for a pre-warmed greeting (a few seconds of deltas) while no one
-                    # reads yet: ≤ 64 frames, a few hundred KB per call at worst.
+                    # reads yet: ≤ 64 frames, a few hundred KB per call in practice and
+                    # 64 × MAX_MESSAGE_BYTES at worst (a model sending maximal messages).
                     max_queue=64,
                     ping_interval=20,
                     open_timeout=None,
@@ -181,10 +183,13 @@ class RealtimeConnection(ProtocolSession):
             return
         try:
             async for frame in self._ws:
-                for event in self.protocol.receive(frame, time.perf_counter()):
+                events = self.protocol.receive(frame, time.perf_counter())
+                for event in events:
                     yield event
+                if len(events) > 1:
+                    await asyncio.sleep(0)  # a long delta's pieces: let other calls run
         except ConnectionClosed as exc:
-            yield ModelClosed(f"socket closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})")
+            yield ModelClosed(_closed_reason(exc))
             return
         code = self._ws.close_code
         yield ModelClosed(f"socket closed ({code})")
@@ -198,3 +203,10 @@ class RealtimeConnection(ProtocolSession):
         # Not close(): this runs inside the opening task, which must not cancel itself.
         if self._ws is not None:
             await self._ws.close()
+
+
+def _closed_reason(exc: ConnectionClosed) -> str:
+    if exc.sent is not None and exc.sent.code == 1009:
+        # RFC 6455 7.4.1: we refused a message over MAX_MESSAGE_BYTES; the session is over.
+        return f"socket closed (1009: a message over {MAX_MESSAGE_BYTES} bytes refused)"
+    return f"socket closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"

@@ -37,6 +37,7 @@ from service.realtime.events import (
 )
 from service.realtime.wire import (
     MAX_CODE_CHARS,
+    MAX_MESSAGE_BYTES,
     MAX_MESSAGE_CHARS,
     MAX_TEXT_CHARS,
     Fields,
@@ -54,8 +55,8 @@ MALFORMED = "malformed_event"
 # Error codes become metric labels: only short identifier-like codes are passed on.
 _CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 # A 1 MiB delta is ~16 s of 24 kHz PCM16; no server sends one (they come in ~100 ms pieces),
-# and the connection refuses bigger messages anyway (connection.MAX_MESSAGE_BYTES).
-MAX_DELTA_CHARS = 1 << 20
+# and the connection refuses bigger messages anyway (wire.MAX_MESSAGE_BYTES).
+MAX_DELTA_CHARS = MAX_MESSAGE_BYTES
 MAX_ARGUMENTS_CHARS = 64 * 1024
 
 # Server events we read nothing from; listed so that anything else is noticed and counted.

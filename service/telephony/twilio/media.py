@@ -13,6 +13,7 @@ nothing is accepted after ``stop``. Bad frames never raise: they come back as
 from __future__ import annotations
 
 import binascii
+import re
 from base64 import b64decode, b64encode
 from collections import Counter
 
@@ -39,11 +40,18 @@ DTMF_DIGITS = frozenset("0123456789*#ABCDabcdw")
 _KNOWN_EVENTS = frozenset({"connected", "start", "media", "dtmf", "mark", "stop"})
 
 
+# ASCII digits only, at most 15 of them: ``str.isdigit`` also accepts "²" and "①" (which
+# ``int`` rejects), and ``int`` refuses strings of over 4300 digits; either would raise.
+_NUMBER = re.compile(r"[0-9]{1,15}")
+_MAX_NUMBER = 10**15 - 1
+
+
 def _as_int(value: object) -> int | None:
-    # A.2: sequenceNumber, chunk and timestamp arrive as strings; compare them as numbers.
+    """A.2: sequenceNumber, chunk and timestamp arrive as strings; compare them as numbers.
+    ``None`` for anything else (the caller decides whether that is a violation)."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.isdigit():
+        return value if 0 <= value <= _MAX_NUMBER else None
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
         return int(value)
     return None
 
@@ -126,9 +134,9 @@ class MediaStreamCodec:
         params = {str(k): str(v) for k, v in params.items()} if isinstance(params, dict) else {}
         media_format = start.get("mediaFormat")
         media_format = media_format if isinstance(media_format, dict) else {}
-        encoding = str(media_format.get("encoding", "audio/x-mulaw"))
-        rate = _as_int(media_format.get("sampleRate", 8000)) or 8000
-        channels = _as_int(media_format.get("channels", 1)) or 1
+        encoding = str(media_format.get("encoding", "audio/x-mulaw"))[:40]
+        rate = _as_int(media_format.get("sampleRate", 8000))
+        channels = _as_int(media_format.get("channels", 1))
         # A.2: Media Streams always carry μ-law 8 kHz mono; anything else we cannot play or hear.
         if (encoding, rate, channels) != ("audio/x-mulaw", 8000, 1):
             return self._violation(
@@ -150,8 +158,8 @@ class MediaStreamCodec:
             },
             parameters=params,
             encoding=encoding,
-            sample_rate=rate,
-            channels=channels,
+            sample_rate=8000,  # checked above
+            channels=1,
         )
 
     def _media(self, message: dict) -> CallerEvent | None:
@@ -171,12 +179,14 @@ class MediaStreamCodec:
             ulaw = b64decode(payload, validate=True)
         except (binascii.Error, ValueError):
             return self._violation("bad_base64", f"{len(payload)} chars")
+        timestamp, chunk = media.get("timestamp"), media.get("chunk")
+        timestamp_ms, chunk_number = _as_int(timestamp), _as_int(chunk)
+        if (timestamp is not None and timestamp_ms is None) or (
+            chunk is not None and chunk_number is None
+        ):
+            return self._violation("media_invalid", "timestamp or chunk is not a number")
         self.media_in += 1
-        return CallerAudio(
-            ulaw=ulaw,
-            timestamp_ms=_as_int(media.get("timestamp")),
-            chunk=_as_int(media.get("chunk")),
-        )
+        return CallerAudio(ulaw=ulaw, timestamp_ms=timestamp_ms, chunk=chunk_number)
 
     def _mark(self, message: dict) -> CallerEvent:
         if (bad := self._check_stream(message)) is not None:

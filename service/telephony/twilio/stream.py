@@ -5,11 +5,17 @@ connection rules (signed upgrade, a ``start`` with a valid per-call token, one s
 call), carries out the worker's commands (media frames on the socket; hang-up and transfer
 through Twilio's REST API or by closing the stream) and makes sure that whatever happens the
 call ends with a recorded reason. The call itself is built by the middle's call factory.
+
+Refusals are counted in ``voice_refusals_total{reason}`` (``metrics.REFUSAL_REASONS``).
+A caller that stops reading its socket is noticed when a send to it cannot complete within
+``CALLER_SEND_TIMEOUT_SECONDS`` (the kernel's socket buffers and the transport's high-water
+mark are full by then): it is logged once, counted, and the call ends ``caller_stuck``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from typing import TYPE_CHECKING
@@ -29,6 +35,7 @@ from service.telephony.events import (
 )
 from service.telephony.twilio.media import MediaStreamCodec
 from service.telephony.twilio.rest import transfer_twiml
+from service.telephony.twilio.security import TokenLedger
 
 if TYPE_CHECKING:
     from service.calls.factory import CarrierCall
@@ -40,6 +47,10 @@ MEDIA_PATH = "/twilio/media"
 START_TIMEOUT_SECONDS = 10.0
 POLICY_VIOLATION = 1008  # RFC 6455 7.4.1: the peer broke our rules (bad signature or token)
 UNSUPPORTED_DATA = 1003
+MESSAGE_TOO_BIG = 1009  # RFC 6455 7.4.1: the transport refused a frame over ws_max_size
+# Twilio reads continuously; a send blocked this long means the caller stopped reading.
+CALLER_SEND_TIMEOUT_SECONDS = 5.0
+CLOSE_TIMEOUT_SECONDS = 2.0  # a close frame that cannot be written (stuck peer) is given up
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +72,7 @@ async def run_media_stream(websocket: WebSocket, services: Services) -> None:
     signature = websocket.headers.get("x-twilio-signature", "")
     if not services.signatures.upgrade_ok(stream_url, signature):
         log.warning("media stream refused", reason="bad upgrade signature")
+        services.metrics.refusals.labels("bad_signature").inc()
         # Closing before accept makes the server answer the upgrade with HTTP 403.
         await websocket.close(code=POLICY_VIOLATION)
         return
@@ -82,6 +94,8 @@ class _MediaSession:
         self.worker: CarrierCall | None = None
         self.close_code = 1000
         self.close_reason = "call ended"
+        self.disconnect_code: int | None = None  # the code the transport gave when it ended
+        self.stuck = False  # a send to the caller timed out: nothing more is sent
 
     async def run(self) -> None:
         end_reason = "stream_closed"
@@ -110,6 +124,7 @@ class _MediaSession:
         except (WebSocketDisconnect, RuntimeError):
             return None
         if message["type"] == "websocket.disconnect":
+            self.disconnect_code = message.get("code")
             return None
         text = message.get("text")
         return text if text is not None else message.get("bytes", b"")
@@ -123,7 +138,7 @@ class _MediaSession:
                         return None
                     event = self.codec.receive(frame)
                     if isinstance(event, CallStarted):
-                        return self._admit(event)
+                        return await self._admit(event)
                     if isinstance(event, ProtocolViolation):
                         self._report(event)
                         if event.fatal:
@@ -133,25 +148,52 @@ class _MediaSession:
                         return None
         except TimeoutError:
             log.warning("media stream refused", reason="no start message")
+            self.services.metrics.refusals.labels("no_start").inc()
             self._refuse(POLICY_VIOLATION, "no start message")
             return None
 
-    def _admit(self, started: CallStarted) -> CallStarted | None:
-        """Check the per-call token (A.4 defence in depth) and that the call has no stream yet."""
+    async def _admit(self, started: CallStarted) -> CallStarted | None:
+        """Check the per-call token (A.4 defence in depth), that the call has no stream yet, and
+        that the token has not opened a stream before (on any replica: ``TokenLedger``)."""
+        services, call_sid = self.services, started.call_sid
         token = started.parameters.get("token", "")
-        problem = self.services.tokens.check(started.call_sid, token)
+        problem = services.tokens.check(call_sid, token)
         if problem is not None:
-            log.warning("media stream refused", reason=problem, call_sid=started.call_sid)
-            self._refuse(POLICY_VIOLATION, "invalid stream token")
-            return None
-        if self.services.calls.get(started.call_sid) is not None:
-            log.warning(
-                "media stream refused", reason="duplicate stream", call_sid=started.call_sid
+            # Not recorded in the call's events: the CallSid of a bad token proves nothing.
+            return self._refuse_stream("bad_token", problem, call_sid, "invalid stream token")
+        if services.calls.get(call_sid) is not None:
+            self._record_refusal(call_sid, "duplicate_stream")
+            return self._refuse_stream(
+                "duplicate_stream", "duplicate stream", call_sid, "call already has a stream"
             )
-            self._refuse(POLICY_VIOLATION, "call already has a stream")
-            return None
-        self.worker = self.services.factory.start(started, self._send)
+        ledger = TokenLedger(services.redis, prefix=services.settings.redis_key_prefix)
+        first_use = await ledger.redeem(token, call_sid)
+        if first_use is False:
+            self._record_refusal(call_sid, "replayed_token")
+            return self._refuse_stream(
+                "replayed_token", "token already used", call_sid, "stream token already used"
+            )
+        if first_use is None:
+            log.warning(
+                "stream token not recorded (Redis unavailable); admitted",
+                call_sid=call_sid,
+                note="fail-open: the token's HMAC and expiry were checked",
+            )
+        if services.calls.get(call_sid) is not None:  # a twin admitted while we awaited Redis
+            return self._refuse_stream(
+                "duplicate_stream", "duplicate stream", call_sid, "call already has a stream"
+            )
+        self.worker = services.factory.start(started, self._send)
         return started
+
+    def _refuse_stream(self, reason: str, detail: str, call_sid: str, said: str) -> None:
+        log.warning("media stream refused", reason=detail, call_sid=call_sid)
+        self.services.metrics.refusals.labels(reason).inc()
+        self._refuse(POLICY_VIOLATION, said)
+
+    def _record_refusal(self, call_sid: str, reason: str) -> None:
+        """A refused second stream, in the events of the call it tried to join."""
+        self.services.store.append_event(call_sid, "refused", reason=reason)
 
     async def _run_call(self, started: CallStarted) -> str:
         assert self.worker is not None
@@ -161,7 +203,7 @@ class _MediaSession:
         while True:
             frame = await self._receive()
             if frame is None:
-                return worker.end_reason or "stream_closed"
+                return worker.end_reason or self._why_closed()
             arrived = time.perf_counter()
             event = self.codec.receive(frame)
             if event is None:
@@ -190,11 +232,35 @@ class _MediaSession:
             await self._transfer(command.target)
             return
         frame = self.codec.encode(command)
-        if frame is not None and self.websocket.application_state == WebSocketState.CONNECTED:
+        if frame is None or self.stuck:
+            return
+        if self.websocket.application_state == WebSocketState.CONNECTED:
             try:
-                await self.websocket.send_text(frame)
+                async with asyncio.timeout(CALLER_SEND_TIMEOUT_SECONDS):
+                    await self.websocket.send_text(frame)
+            except TimeoutError:
+                self._caller_stuck()
             except (RuntimeError, OSError, WebSocketDisconnect):
                 pass  # the caller hung up; the receive loop ends the call
+
+    def _caller_stuck(self) -> None:
+        """The caller stopped reading: log and count once, then drop the connection, which
+        ends the receive loop and so the call (``caller_stuck``)."""
+        self.stuck = True
+        call_sid = self.worker.call_sid if self.worker is not None else ""
+        log.warning(
+            "caller stopped reading; ending the call",
+            call_sid=call_sid,
+            send_timeout_s=CALLER_SEND_TIMEOUT_SECONDS,
+        )
+        self.services.metrics.stuck_callers.inc()
+        if call_sid:
+            self.services.store.append_event(
+                call_sid, "error", reason="caller_stuck", detail="a send did not complete"
+            )
+        self.close_code, self.close_reason = 1011, "caller not reading"
+        if not _abort_transport(self.websocket):
+            log.warning("cannot drop a stuck caller's connection on this server")
 
     async def _hang_up(self, command: HangUp) -> None:
         """A.5: closing our socket alone makes Twilio run the TwiML after ``</Connect>`` (the
@@ -216,7 +282,28 @@ class _MediaSession:
             raise CarrierError("transfers need TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
         await rest.redirect(self.worker.call_sid, transfer_twiml(target))
 
+    def _why_closed(self) -> str:
+        if self.stuck:
+            return "caller_stuck"
+        if self.disconnect_code == MESSAGE_TOO_BIG:
+            # Over the transport's limit (serving.MAX_WS_MESSAGE_BYTES): the server closed the
+            # socket before we saw the frame; the call cannot carry on without its socket.
+            self.services.metrics.refusals.labels("oversized_frame").inc()
+            if self.worker is not None:
+                self.services.store.append_event(
+                    self.worker.call_sid,
+                    "error",
+                    reason="frame_too_large",
+                    detail="over the transport limit; the connection was closed (1009)",
+                )
+            return "frame_too_large"
+        return "stream_closed"
+
     def _report(self, violation: ProtocolViolation) -> None:
+        oversized = violation.reason == "frame_too_large"
+        self.services.metrics.refusals.labels(
+            "oversized_frame" if oversized else "protocol_violation"
+        ).inc()
         if not self.violations.first(violation):
             return
         log.warning(
@@ -244,8 +331,30 @@ class _MediaSession:
         self.close_code, self.close_reason = code, reason
 
     async def _close(self) -> None:
+        if self.stuck:
+            _abort_transport(self.websocket)
+            return
         if self.websocket.application_state == WebSocketState.CONNECTED:
             try:
-                await self.websocket.close(code=self.close_code, reason=self.close_reason)
+                async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+                    await self.websocket.close(code=self.close_code, reason=self.close_reason)
+            except TimeoutError:
+                _abort_transport(self.websocket)  # the close frame itself could not be written
             except (RuntimeError, OSError, WebSocketDisconnect):
                 pass  # the peer is already gone
+
+
+def _abort_transport(websocket: WebSocket) -> bool:
+    """Drop the TCP connection at once, discarding what is buffered for the peer.
+
+    ASGI has no abort, and a close cannot complete while the peer reads nothing (the close
+    frame waits behind megabytes of unread audio, and so would the server's own close). So
+    this reaches uvicorn's protocol object through the ASGI ``send`` callable; on another
+    server it does nothing and says so (``False``)."""
+    server_protocol = getattr(getattr(websocket, "_send", None), "__self__", None)
+    transport = getattr(server_protocol, "transport", None)
+    if not isinstance(transport, asyncio.BaseTransport):
+        return False
+    with contextlib.suppress(Exception):
+        transport.abort()  # type: ignore[attr-defined]
+    return True

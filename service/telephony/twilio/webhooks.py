@@ -53,6 +53,7 @@ async def _signed_form(request: Request) -> tuple[FormData | None, Response | No
     signature = request.headers.get("x-twilio-signature", "")
     if not services.signatures.webhook_ok(_public_url(services, request), form, signature):
         log.warning("webhook refused", reason="bad signature", path=request.url.path)
+        services.metrics.refusals.labels("bad_signature").inc()
         return None, PlainTextResponse("invalid Twilio signature", status_code=403)
     return form, None
 
