@@ -112,6 +112,11 @@ class LocalRealtimeServer(LoopbackPeer):
         event = {"event_id": session.ids.new("event"), **event}
         await self._send(self._connections[session.id], [event])
 
+    async def push_raw(self, session: RealtimeSession, frame: str | bytes) -> None:
+        """Send one frame exactly as given, unchecked: fault injection (malformed or huge
+        events a real server might send)."""
+        await self._connections[session.id].send(frame)
+
     async def close_session(self, session: RealtimeSession, code: int | None = 1000) -> None:
         """Close (``code``) or abort (None) one session's connection."""
         ws = self._connections[session.id]

@@ -325,6 +325,12 @@ class RealtimeSession:
             )
         else:
             turn = self.script.turn_for(request)
+            if trigger == "client" and turn.refuse is not None:  # scripted fault
+                raise ProtocolError(
+                    turn.refuse.message, code=turn.refuse.code, type=turn.refuse.type
+                )
+            if trigger == "client" and turn.unanswered:  # scripted fault: a lost request
+                return []
         self.responses_started += 1
         self.input.disarm_idle_timeout()
         self.response = ActiveResponse(
