@@ -44,8 +44,7 @@ class Turn:
     ``drop_close_code`` None aborts the TCP connection (a network drop), an int sends a close
     frame with that code (e.g. 1011, or 4000 as for beta_api_shape_disabled, B.0).
     For a turn asked for by ``response.create``: ``refuse`` answers that request with this
-    ``error`` (its ``event_id`` echoed, B.4) and makes no response; ``unanswered`` ignores the
-    request altogether (no ``response.created``, no error), as a lost acknowledgement would.
+    ``error`` (its ``event_id`` echoed, B.4) and makes no response.
     """
 
     text: str = ""
@@ -56,7 +55,6 @@ class Turn:
     drop_after_ms: int | None = None
     drop_close_code: int | None = None
     refuse: ErrorSpec | None = None
-    unanswered: bool = False
 
     @property
     def speaks(self) -> bool:

@@ -329,8 +329,6 @@ class RealtimeSession:
                 raise ProtocolError(
                     turn.refuse.message, code=turn.refuse.code, type=turn.refuse.type
                 )
-            if trigger == "client" and turn.unanswered:  # scripted fault: a lost request
-                return []
         self.responses_started += 1
         self.input.disarm_idle_timeout()
         self.response = ActiveResponse(

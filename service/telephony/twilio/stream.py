@@ -80,14 +80,20 @@ async def run_media_stream(websocket: WebSocket, services: Services) -> None:
         await websocket.close(code=1013)  # try again later: this process is shutting down
         return
     await websocket.accept()
-    session = _MediaSession(websocket, services)
+    session = _MediaSession(websocket, services, _connection_transport())
     with structlog.contextvars.bound_contextvars(transport="twilio"):
         await session.run()
 
 
 class _MediaSession:
-    def __init__(self, websocket: WebSocket, services: Services) -> None:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        services: Services,
+        transport: asyncio.BaseTransport | None = None,
+    ) -> None:
         self.websocket = websocket
+        self.transport = transport  # to drop a stuck caller's connection (see _abort)
         self.services = services
         self.codec = MediaStreamCodec(max_frame_bytes=services.settings.max_frame_bytes)
         self.violations = _ViolationReport()
@@ -259,7 +265,7 @@ class _MediaSession:
                 call_sid, "error", reason="caller_stuck", detail="a send did not complete"
             )
         self.close_code, self.close_reason = 1011, "caller not reading"
-        if not _abort_transport(self.websocket):
+        if not self._abort():
             log.warning("cannot drop a stuck caller's connection on this server")
 
     async def _hang_up(self, command: HangUp) -> None:
@@ -332,29 +338,36 @@ class _MediaSession:
 
     async def _close(self) -> None:
         if self.stuck:
-            _abort_transport(self.websocket)
+            self._abort()
             return
         if self.websocket.application_state == WebSocketState.CONNECTED:
             try:
                 async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
                     await self.websocket.close(code=self.close_code, reason=self.close_reason)
             except TimeoutError:
-                _abort_transport(self.websocket)  # the close frame itself could not be written
+                self._abort()  # the close frame itself could not be written
             except (RuntimeError, OSError, WebSocketDisconnect):
                 pass  # the peer is already gone
 
+    def _abort(self) -> bool:
+        """Drop the TCP connection at once, discarding what is buffered for the peer. ASGI has
+        no abort, and a close cannot complete while the peer reads nothing (the close frame
+        waits behind megabytes of unread audio, and so would the server's own close)."""
+        if self.transport is None:
+            return False
+        with contextlib.suppress(Exception):
+            self.transport.abort()  # type: ignore[attr-defined]
+        return True
 
-def _abort_transport(websocket: WebSocket) -> bool:
-    """Drop the TCP connection at once, discarding what is buffered for the peer.
 
-    ASGI has no abort, and a close cannot complete while the peer reads nothing (the close
-    frame waits behind megabytes of unread audio, and so would the server's own close). So
-    this reaches uvicorn's protocol object through the ASGI ``send`` callable; on another
-    server it does nothing and says so (``False``)."""
-    server_protocol = getattr(getattr(websocket, "_send", None), "__self__", None)
-    transport = getattr(server_protocol, "transport", None)
-    if not isinstance(transport, asyncio.BaseTransport):
-        return False
-    with contextlib.suppress(Exception):
-        transport.abort()  # type: ignore[attr-defined]
-    return True
+def _connection_transport() -> asyncio.BaseTransport | None:
+    """The transport of the connection whose ASGI task this is, or ``None``.
+
+    uvicorn runs each connection's app in a task on its protocol object's ``run_asgi``, and
+    that object holds the connection's ``transport``; no ASGI API exposes it. Called from the
+    endpoint itself (the worker's tasks are other tasks). On another server: ``None``."""
+    task = asyncio.current_task()
+    frame = getattr(task.get_coro(), "cr_frame", None) if task is not None else None
+    owner = frame.f_locals.get("self") if frame is not None else None
+    transport = getattr(owner, "transport", None)
+    return transport if isinstance(transport, asyncio.BaseTransport) else None
