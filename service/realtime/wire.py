@@ -21,6 +21,7 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "MAX_MESSAGE_CHARS",
     "MAX_TEXT_CHARS",
+    "MS_LIMIT",
     "Fields",
     "json_object",
     "short",

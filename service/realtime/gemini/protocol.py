@@ -277,7 +277,7 @@ class GeminiLiveProtocol:
         if message.has("toolCallCancellation"):
             events += self._cancellation(message.object("toolCallCancellation"))
         if message.has("goAway"):
-            self.go_away_ms = parse_duration_ms(message.object("goAway").raw("timeLeft"))
+            self.go_away_ms = parse_duration_ms(message.object("goAway").text("timeLeft"))
         if message.has("sessionResumptionUpdate"):
             update = message.object("sessionResumptionUpdate")
             # D.4: an empty handle / resumable false while generating; keep the last good one.

@@ -322,7 +322,11 @@ class OpenAIRealtimeProtocol:
 
     def _error(self, event: Fields, now: float) -> list[ModelEvent]:
         error = event.object("error")
-        code = error.text("code", limit=MAX_CODE_CHARS) or error.text("type", limit=MAX_CODE_CHARS)
+        code, kind = (
+            error.text("code", limit=MAX_CODE_CHARS),
+            error.text("type", limit=MAX_CODE_CHARS),
+        )
+        code = code or kind
         reported = ModelError(
             code if _CODE.fullmatch(code) else "error",
             error.text("message", limit=MAX_MESSAGE_CHARS),

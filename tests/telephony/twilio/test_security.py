@@ -65,3 +65,10 @@ def test_expiry_cannot_be_extended() -> None:
     nonce, expiry, mac = tokens.mint("CA1", now=1000).split(".")
     forged = f"{nonce}.{int(expiry) + 10_000}.{mac}"
     assert tokens.check("CA1", forged, now=1100) == "token does not match this call"
+
+
+def test_expiry_digits_int_cannot_read_are_malformed_not_an_exception() -> None:
+    tokens = StreamTokens("k")
+    for expiry in ("²", "①", "9" * 5000, "٨٠٠٠", ""):
+        assert tokens.check("CA1", f"nonce.{expiry}.mac") == "malformed token"
+    assert tokens.check("CA1", "x" * 5000) == "malformed token"
