@@ -240,12 +240,11 @@ class GeminiLiveSession:
             except ConnectionClosed as exc:
                 self._end_reason = f"connection_lost ({_why(exc)})"
                 return
-            events = self.protocol.receive(frame, time.perf_counter())
-            for event in events:
+            for index, event in enumerate(self.protocol.receive(frame, time.perf_counter())):
+                if index:
+                    await asyncio.sleep(0)  # a long blob's pieces: let other calls run
                 if not isinstance(event, SessionReady):
                     yield event
-            if len(events) > 1:
-                await asyncio.sleep(0)  # a long blob's pieces: let other calls run
             if self._deferred and self.protocol.active_response_id is None:
                 await self._drain_deferred()
 

@@ -183,11 +183,10 @@ class RealtimeConnection(ProtocolSession):
             return
         try:
             async for frame in self._ws:
-                events = self.protocol.receive(frame, time.perf_counter())
-                for event in events:
+                for index, event in enumerate(self.protocol.receive(frame, time.perf_counter())):
+                    if index:
+                        await asyncio.sleep(0)  # a long delta's pieces: let other calls run
                     yield event
-                if len(events) > 1:
-                    await asyncio.sleep(0)  # a long delta's pieces: let other calls run
         except ConnectionClosed as exc:
             yield ModelClosed(_closed_reason(exc))
             return
