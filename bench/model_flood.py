@@ -146,6 +146,8 @@ async def _watch_loop(row: Row, stop: asyncio.Event) -> None:
 
 async def _flood(model: TimedServer, session: Any, frames: list[bytes], row: Row) -> None:
     deadline = time.monotonic() + FLOOD_S
+    if not frames:
+        await asyncio.sleep(FLOOD_S)  # the baseline: the same window, nothing sent
     while frames and time.monotonic() < deadline:
         try:
             # (not push_raw: it must work against older trees' servers too)
@@ -242,6 +244,11 @@ def main() -> None:
         for flood in args.floods.split(","):
             rows.append(run_row(label, Path(path).resolve(), flood, args.calls))
             print(f"  done: {label} {flood}", file=sys.stderr)
+    load = os.getloadavg()
+    print(
+        f"Load average when done: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} "
+        f"({os.cpu_count()} CPUs; other work on the machine shows in every row)"
+    )
     print(
         f"Other calls' agent audio, model send → caller receipt ({args.calls} calls beside the"
         f" flooded one; one huge event every {FLOOD_EVERY_S:g} s for {FLOOD_S:g} s)\n"
