@@ -14,8 +14,12 @@ event every ``FLOOD_EVERY_S`` for ``FLOOD_S``. Measured meanwhile:
 * the other calls' agent audio, from the model's send of each delta to the softphone's receipt
   of the media frame carrying it (the k-th delta of a session is the k-th media frame of its
   call): p50 / p99 / max ms and sample count;
-* ``stall`` the event loop's worst wake-up lateness (a 5 ms ticker): how long one huge event
-  held the loop that every call shares.
+* ``stall`` the event loop's worst wake-up lateness (a 5 ms ticker), wall time: what the
+  other calls felt, machine load included;
+* ``held`` the CPU time (``time.thread_time``) of the longest single step of the event loop
+  (one callback: no other call can run meanwhile), max and p99.9 over the flood window: the
+  part of a stall that is the service's own work, and the least sensitive to other load on
+  the machine.
 
 Rows (flood kinds): ``none`` (the baseline); ``issue`` the sizes of the fault injection (a
 1.9 MB audio delta, a 2.5 MB agent transcript and a 1 MB error message, in turn); ``max`` the
@@ -124,6 +128,8 @@ class Row:
     pushed: int = 0
     flooded_end: str = "-"
     lag_ms: float = 0.0
+    held_max_ms: float = 0.0
+    held_p999_ms: float = 0.0
     error: str | None = None
 
     def result(self) -> dict[str, Any]:
@@ -132,8 +138,35 @@ class Row:
             "pushed": self.pushed,
             "flooded_end": self.flooded_end,
             "lag_ms": self.lag_ms,
+            "held_max_ms": self.held_max_ms,
+            "held_p999_ms": self.held_p999_ms,
             "error": self.error,
         }
+
+
+class StepTimer:
+    """CPU time of every event-loop step (``Handle._run``) while ``on``: bench instrumentation."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.steps_ms: list[float] = []
+        original = asyncio.events.Handle._run
+        timer = self
+
+        def timed(handle: asyncio.events.Handle) -> None:
+            if not timer.on:
+                original(handle)
+                return
+            start = time.thread_time()
+            original(handle)
+            timer.steps_ms.append((time.thread_time() - start) * 1000)
+            if os.environ.get("FLOOD_DEBUG") and timer.steps_ms[-1] > 20:
+                print(f"{timer.steps_ms[-1]:.1f} ms: {handle!r}"[:300], file=sys.stderr)
+
+        asyncio.events.Handle._run = timed  # type: ignore[method-assign]
+
+
+STEPS = StepTimer()
 
 
 async def _watch_loop(row: Row, stop: asyncio.Event) -> None:
@@ -191,9 +224,13 @@ async def drive(row: Row, calls: int) -> None:
                 phones.append((phone, session, id(model._connections[session.id])))
             await asyncio.sleep(FLOOD_AFTER_S)
             watcher = asyncio.create_task(_watch_loop(row, stop))
+            STEPS.on = True
             await _flood(model, phones[-1][1], FLOODS[row.flood], row)
+            STEPS.on = False
             stop.set()
             await watcher
+            row.held_max_ms = max(STEPS.steps_ms, default=0.0)
+            row.held_p999_ms = _q(STEPS.steps_ms, 0.999)
             summaries = await asyncio.gather(*(phone.finished() for phone, _, _ in phones))
             row.flooded_end = f"closed by {summaries[-1].closed_by}"
             for index, (_phone, _session, socket_id) in enumerate(phones[:-1]):
@@ -254,14 +291,15 @@ def main() -> None:
         f" flooded one; one huge event every {FLOOD_EVERY_S:g} s for {FLOOD_S:g} s)\n"
     )
     header = f"{'tree':<8} {'flood':<6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'n':>5}"
-    header += f" {'stall ms':>8} {'pushed':>7}  {'flooded call':<20}"
+    header += f" {'stall ms':>8} {'held max/p99.9 ms':>17} {'pushed':>6}  {'flooded call':<20}"
     print(header)
     print("-" * len(header))
     for row in rows:
         lat = row.latencies_ms
         line = f"{row.tree:<8} {row.flood:<6} {_q(lat, 0.5):7.1f} {_q(lat, 0.99):7.1f}"
         line += f" {max(lat, default=float('nan')):7.1f} {len(lat):5d} {row.lag_ms:8.1f}"
-        line += f" {row.pushed:7d}  {row.flooded_end:<20}"
+        held = f"{row.held_max_ms:.1f}/{row.held_p999_ms:.1f}"
+        line += f" {held:>17} {row.pushed:6d}  {row.flooded_end:<20}"
         print(line + (f"  ERROR {row.error}" if row.error else ""))
 
 
