@@ -161,7 +161,10 @@ class StepTimer:
             original(handle)
             timer.steps_ms.append((time.thread_time() - start) * 1000)
             if os.environ.get("FLOOD_DEBUG") and timer.steps_ms[-1] > 20:
-                print(f"{timer.steps_ms[-1]:.1f} ms: {handle!r}"[:300], file=sys.stderr)
+                task = getattr(getattr(handle, "_callback", None), "__self__", None)
+                coro = task.get_coro() if isinstance(task, asyncio.Task) else None
+                where = getattr(coro, "__qualname__", repr(handle))
+                print(f"{timer.steps_ms[-1]:.1f} ms: {where}", file=sys.stderr)
 
         asyncio.events.Handle._run = timed  # type: ignore[method-assign]
 

@@ -20,9 +20,9 @@ from tests.support.fuzzing import get, json_values, mutations, put, wrong_type
 
 # Modest counts keep the suite fast; derandomized so a run is reproducible.
 FUZZ = settings(
-    max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
 )
-FUZZ_LIGHT = settings(FUZZ, max_examples=80)
+FUZZ_LIGHT = settings(FUZZ, max_examples=60)
 
 # One well-formed event of every type the core reads, with every field it reads.
 TEMPLATES: list[dict[str, Any]] = [
