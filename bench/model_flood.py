@@ -251,7 +251,10 @@ def run_row(label: str, tree: Path, flood: str, calls: int) -> Row:
     row = Row(label, flood)
     try:
         done = subprocess.run(command, env=env, capture_output=True, timeout=120, cwd=tree)
-        result = orjson.loads(done.stdout.splitlines()[-1])
+        lines = done.stdout.splitlines()
+        if not lines:
+            raise RuntimeError(f"row process exited {done.returncode}: {done.stderr[-300:]!r}")
+        result = orjson.loads(lines[-1])
     except Exception as exc:
         row.error = f"{type(exc).__name__}: {exc}"
         return row
@@ -275,7 +278,10 @@ def main() -> None:
     if args.row:
         configure_logging("console", "error")
         row = Row("", args.row)
-        asyncio.run(drive(row, args.calls))
+        try:
+            asyncio.run(drive(row, args.calls))
+        except Exception as exc:  # reported in the row, not as a traceback
+            row.error = f"{type(exc).__name__}: {exc}"
         sys.stdout.write(orjson.dumps(row.result()).decode() + "\n")
         return
     trees = [t.split("=", 1) for t in args.tree] or [["this", str(_procs.REPO)]]
