@@ -23,6 +23,7 @@ REFUSAL_REASONS = (
     "protocol_violation",  # a bad frame inside a stream (the call carries on)
     "oversized_frame",  # a frame over MAX_FRAME_BYTES, or over the transport's limit
     "no_start",  # a stream that never sent its start message
+    "full",  # a call refused at the voice webhook: MAX_CALLS reached
 )
 
 # Latency inside the service is sub-millisecond; the buckets resolve that and its tail.
@@ -63,9 +64,6 @@ class Metrics:
         r = self.registry
         self.active_calls = Gauge("voice_active_calls", "Calls in progress", registry=r)
         self.calls = Counter("voice_calls", "Calls ended, by outcome", ["outcome"], registry=r)
-        self.calls_refused_full = Counter(
-            "voice_calls_refused_full", "Calls refused: MAX_CALLS reached", registry=r
-        )
         self.frames = Counter(
             "voice_frames", "Media frames, by direction", ["direction"], registry=r
         )

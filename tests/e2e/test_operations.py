@@ -183,7 +183,7 @@ async def test_a_full_process_refuses_calls_politely(make_service, local_model) 
         ready = await client.get(service.base_url + "/readyz")
         text = (await client.get(service.base_url + "/metrics")).text
     assert ready.status_code == 503 and ready.json()["full"] is True
-    assert "voice_calls_refused_full_total 1.0" in text
+    assert 'voice_refusals_total{reason="full"} 1.0' in text
 
 
 

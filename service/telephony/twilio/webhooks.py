@@ -81,7 +81,7 @@ async def voice_webhook(request: Request) -> Response:
     if services.full:
         # Refused, never absorbed: past MAX_CALLS every call would get worse (A.1 <Reject>).
         log.warning("call refused: process full", call_sid=call_sid, max_calls=len(services.calls))
-        services.metrics.calls_refused_full.inc()
+        services.metrics.refusals.labels("full").inc()
         return _xml(reject_twiml(redirect_number=services.settings.overflow_number))
     caller, callee = str(form.get("From", "")), str(form.get("To", ""))
     direction = str(form.get("Direction", "inbound"))
