@@ -1,0 +1,116 @@
+"""SDP offer/answer for one audio stream (RFC 4566, RFC 3264).
+
+We answer PCMU/8000 (payload type 0) and telephone-event/8000 at the payload type the offer
+uses (RFC 3264 §6.1: the answer keeps the offer's numbers), ptime 20. An offer without PCMU
+cannot be answered (the caller replies 488). Hold (§8.4): the offer's direction
+``sendonly``/``inactive`` or a ``c=0.0.0.0`` tells us to stop sending.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["MediaOffer", "SdpError", "build_answer", "build_offer", "parse_offer"]
+
+PCMU = 0
+
+
+class SdpError(ValueError):
+    """An offer we cannot answer (488 Not Acceptable Here)."""
+
+
+@dataclass(slots=True)
+class MediaOffer:
+    address: str
+    port: int
+    payload_types: list[int] = field(default_factory=list)
+    telephone_event: int | None = None  # the offer's PT for telephone-event/8000
+    direction: str = "sendrecv"
+
+    @property
+    def on_hold(self) -> bool:
+        """§8.4: the far end does not want our audio (or gave no address to send it to)."""
+        return self.direction in ("sendonly", "inactive") or self.address in ("0.0.0.0", "::")
+
+    @property
+    def has_pcmu(self) -> bool:
+        return PCMU in self.payload_types
+
+
+def parse_offer(body: bytes) -> MediaOffer:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SdpError("SDP is not UTF-8") from exc
+    session_address = ""
+    offer: MediaOffer | None = None
+    media_address = ""
+    for line in text.replace("\r\n", "\n").split("\n"):
+        kind, _, value = line.strip().partition("=")
+        if kind == "c":
+            address = value.split()[-1] if value.split() else ""
+            if offer is None:
+                session_address = address
+            else:
+                media_address = address
+        elif kind == "m":
+            if offer is not None:
+                continue  # RFC 3264 §6: we take the first audio stream only
+            parts = value.split()
+            if len(parts) < 4 or parts[0] != "audio" or not parts[1].isdigit():
+                continue
+            pts = [int(pt) for pt in parts[3:] if pt.isdigit()]
+            offer = MediaOffer(address="", port=int(parts[1]), payload_types=pts)
+        elif kind == "a" and offer is not None:
+            if value in ("sendrecv", "sendonly", "recvonly", "inactive"):
+                offer.direction = value
+            elif value.startswith("rtpmap:"):
+                pt_text, _, codec = value[7:].partition(" ")
+                if codec.lower().startswith("telephone-event/8000") and pt_text.isdigit():
+                    offer.telephone_event = int(pt_text)
+        elif kind == "a" and offer is None and value in ("sendonly", "inactive"):
+            session_address = session_address or ""
+    if offer is None:
+        raise SdpError("no audio stream in the offer")
+    offer.address = media_address or session_address
+    if not offer.address:
+        raise SdpError("no connection address")
+    if offer.telephone_event not in offer.payload_types:
+        offer.telephone_event = None
+    return offer
+
+
+def _direction_answer(offered: str) -> str:
+    return {"sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}.get(
+        offered, "sendrecv"
+    )
+
+
+def build_answer(offer: MediaOffer, address: str, port: int, session_id: int) -> bytes:
+    if not offer.has_pcmu:
+        raise SdpError("the offer has no PCMU/8000")
+    return _sdp(address, port, session_id, offer.telephone_event, _direction_answer(offer.direction))
+
+
+def build_offer(address: str, port: int, session_id: int, telephone_event: int = 101) -> bytes:
+    return _sdp(address, port, session_id, telephone_event, "sendrecv")
+
+
+def _sdp(
+    address: str, port: int, session_id: int, telephone_event: int | None, direction: str
+) -> bytes:
+    family = "IP6" if ":" in address else "IP4"
+    pts = "0" if telephone_event is None else f"0 {telephone_event}"
+    lines = [
+        "v=0",
+        f"o=- {session_id} {session_id} IN {family} {address}",
+        "s=voice-agent",
+        f"c=IN {family} {address}",
+        "t=0 0",
+        f"m=audio {port} RTP/AVP {pts}",
+        "a=rtpmap:0 PCMU/8000",
+    ]
+    if telephone_event is not None:
+        lines += [f"a=rtpmap:{telephone_event} telephone-event/8000", f"a=fmtp:{telephone_event} 0-16"]
+    lines += ["a=ptime:20", f"a={direction}"]
+    return ("\r\n".join(lines) + "\r\n").encode()
