@@ -34,7 +34,7 @@ class MarkRecord:
     name: str
     enqueued_at_played_ms: float  # playback position when the mark arrived
     played_ms_at_echo: float | None = None  # playback position when echoed; None = pending
-    cleared: bool = False  # echoed because of a ``clear``, i.e. NOT a proof of playback (A.3)
+    cleared: bool = False  # echoed because of a ``clear``, i.e. NOT a proof of playback
 
 
 class PlayoutBuffer:
@@ -101,7 +101,7 @@ class PlayoutBuffer:
         self._remember(record)
         self.marks_enqueued += 1
         if not self._queue:
-                self._echo(record, cleared=False)
+            self._echo(record, cleared=False)
             return [name]
         self._queue.append(_Mark(record))
         self.pending_marks += 1

@@ -236,14 +236,21 @@ class SipEndpoint:
                 return [self._send(build_response(request, 403, "Forbidden"), source)]
             return self._in_call(call, request, source, now)
         if in_dialog or method in ("BYE", "CANCEL"):
-            return [self._send(build_response(request, 481, "Call/Transaction Does Not Exist"), source)]
+            return [
+                self._send(build_response(request, 481, "Call/Transaction Does Not Exist"), source)
+            ]
         refusal = self._admission(request, source, now)
         if refusal is not None:
             return [refusal]
         if method == "OPTIONS":
             return [self._send(build_response(request, 200, "OK", headers=self._allow()), source)]
         if method != "INVITE":
-            return [self._send(build_response(request, 405, "Method Not Allowed", headers=self._allow()), source)]
+            return [
+                self._send(
+                    build_response(request, 405, "Method Not Allowed", headers=self._allow()),
+                    source,
+                )
+            ]
         return self._new_invite(request, source, now)
 
     def _admission(self, request: SipMessage, source: Address, now: float) -> Transmit | None:
@@ -255,7 +262,10 @@ class SipEndpoint:
                 return None
             challenge = self.digest.challenge()
             response = build_response(
-                request, 401, "Unauthorized", to_tag=self.random_token(),
+                request,
+                401,
+                "Unauthorized",
+                to_tag=self.random_token(),
                 headers=[("www-authenticate", challenge)],
             )
             return self._send(response, source)
@@ -275,7 +285,9 @@ class SipEndpoint:
         except SdpError:
             offer = None
         if offer is None or not offer.has_pcmu:
-            response = build_response(request, 488, "Not Acceptable Here", to_tag=self.random_token())
+            response = build_response(
+                request, 488, "Not Acceptable Here", to_tag=self.random_token()
+            )
             return [self._send(response, source)]
         call = _Call(request.call_id, request, source, self.random_token(), offer)
         call.routes = request.get_all("record-route")
@@ -294,7 +306,9 @@ class SipEndpoint:
             ),
         ]
 
-    def _in_call(self, call: _Call, request: SipMessage, source: Address, now: float) -> list[Action]:
+    def _in_call(
+        self, call: _Call, request: SipMessage, source: Address, now: float
+    ) -> list[Action]:
         method = request.method
         if method == "CANCEL":
             ok = self._send(build_response(request, 200, "OK"), source)
@@ -321,13 +335,23 @@ class SipEndpoint:
     def _reinvite(self, call: _Call, request: SipMessage, source: Address) -> list[Action]:
         if call.state not in ("answered", "confirmed"):
             # §14.2: a second INVITE while the first is pending.
-            return [self._send(build_response(request, 500, "Server Internal Error", headers=[("retry-after", "1")]), source)]
+            return [
+                self._send(
+                    build_response(
+                        request, 500, "Server Internal Error", headers=[("retry-after", "1")]
+                    ),
+                    source,
+                )
+            ]
         try:
             offer = parse_offer(request.body) if request.body else call.offer
         except SdpError:
             return [self._reply(call, request, 488, "Not Acceptable Here")]
         call.offer = offer
-        return [self._reply(call, request, 200, "OK", body=call.answer_sdp), MediaChanged(call.call_id, offer)]
+        return [
+            self._reply(call, request, 200, "OK", body=call.answer_sdp),
+            MediaChanged(call.call_id, offer),
+        ]
 
     def _on_ack(self, call: _Call | None, request: SipMessage) -> list[Action]:
         if call is None or call.state != "answered":

@@ -225,9 +225,7 @@ def build_response(
     copied = [("via", via) for via in request.get_all("via")]
     copied += [("from", request.get("from")), ("to", to)]
     copied += [("call-id", request.call_id), ("cseq", request.get("cseq"))]
-    return SipMessage(
-        status=status, reason=reason, headers=copied + (headers or []), body=body
-    )
+    return SipMessage(status=status, reason=reason, headers=copied + (headers or []), body=body)
 
 
 def build_request(

@@ -70,7 +70,9 @@ def parse_rtp(data: bytes) -> RtpPacket:
         end -= data[-1] if data else 0
     if offset > end:
         raise RtpError("truncated packet")
-    return RtpPacket(second & 0x7F, sequence, timestamp, ssrc, data[offset:end], bool(second & 0x80))
+    return RtpPacket(
+        second & 0x7F, sequence, timestamp, ssrc, data[offset:end], bool(second & 0x80)
+    )
 
 
 def _seq_after(a: int, b: int) -> int:
@@ -146,7 +148,10 @@ class RtpReceiver:
             if held is not None:
                 out.append(self._release(held.packet))
                 continue
-            oldest = min(self._held.values(), key=lambda h: _seq_after(h.packet.sequence, self._expected or 0))
+            oldest = min(
+                self._held.values(),
+                key=lambda h: _seq_after(h.packet.sequence, self._expected or 0),
+            )
             waited_too_long = now - oldest.arrived >= self.jitter
             if not waited_too_long and len(self._held) < self.max_buffered:
                 break
@@ -183,7 +188,9 @@ class RtpReceiver:
 class RtpSender:
     """Numbers our outgoing packets: sequence +1 and timestamp +samples per packet (§5.1)."""
 
-    def __init__(self, ssrc: int, *, payload_type: int = 0, sequence: int = 0, timestamp: int = 0) -> None:
+    def __init__(
+        self, ssrc: int, *, payload_type: int = 0, sequence: int = 0, timestamp: int = 0
+    ) -> None:
         self.ssrc = ssrc
         self.payload_type = payload_type
         self.sequence = sequence

@@ -89,7 +89,9 @@ def _direction_answer(offered: str) -> str:
 def build_answer(offer: MediaOffer, address: str, port: int, session_id: int) -> bytes:
     if not offer.has_pcmu:
         raise SdpError("the offer has no PCMU/8000")
-    return _sdp(address, port, session_id, offer.telephone_event, _direction_answer(offer.direction))
+    return _sdp(
+        address, port, session_id, offer.telephone_event, _direction_answer(offer.direction)
+    )
 
 
 def build_offer(address: str, port: int, session_id: int, telephone_event: int = 101) -> bytes:
@@ -111,6 +113,9 @@ def _sdp(
         "a=rtpmap:0 PCMU/8000",
     ]
     if telephone_event is not None:
-        lines += [f"a=rtpmap:{telephone_event} telephone-event/8000", f"a=fmtp:{telephone_event} 0-16"]
+        lines += [
+            f"a=rtpmap:{telephone_event} telephone-event/8000",
+            f"a=fmtp:{telephone_event} 0-16",
+        ]
     lines += ["a=ptime:20", f"a={direction}"]
     return ("\r\n".join(lines) + "\r\n").encode()

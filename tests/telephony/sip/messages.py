@@ -28,7 +28,7 @@ def request(
     text = (
         f"{method} {uri} SIP/2.0\r\n"
         f"Via: SIP/2.0/UDP 192.0.2.10:5060;branch={branch}\r\n"
-        "From: \"Caller\" <sip:+15551234@192.0.2.10>;tag=caller-tag\r\n"
+        'From: "Caller" <sip:+15551234@192.0.2.10>;tag=caller-tag\r\n'
         f"To: {to}\r\n"
         f"Call-ID: {call_id}\r\n"
         f"CSeq: {cseq} {cseq_method or method}\r\n"

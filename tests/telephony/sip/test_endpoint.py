@@ -152,13 +152,18 @@ def test_sources_outside_the_allow_list_get_403_or_a_digest_challenge() -> None:
     from service.telephony.sip.digest import answer_challenge
 
     auth = answer_challenge(
-        challenge.get("www-authenticate"), username="trunk", password="secret",
-        method="INVITE", uri="sip:+15550100@192.0.2.1:5060",
+        challenge.get("www-authenticate"),
+        username="trunk",
+        password="secret",
+        method="INVITE",
+        uri="sip:+15550100@192.0.2.1:5060",
     )
     actions = sip.receive(invite(cseq=2, extra=f"Authorization: {auth}\r\n"), stranger, 0.1)
     assert any(isinstance(a, CallOffered) for a in actions)
     wrong = auth.replace('response="', 'response="0')
-    assert statuses(sip.receive(invite(call_id="c2", extra=f"Authorization: {wrong}\r\n"), stranger, 0.2)) == [401]
+    assert statuses(
+        sip.receive(invite(call_id="c2", extra=f"Authorization: {wrong}\r\n"), stranger, 0.2)
+    ) == [401]
 
 
 def test_garbage_never_raises_and_gets_400_when_answerable() -> None:
