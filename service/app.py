@@ -118,10 +118,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "transfer_call cannot reach Twilio's REST API"
             )
         services.writer.start()
+        # The SIP trunk edge (README "SIP trunk"): its own UDP socket next to the HTTP server.
+        if settings.sip_listen:
+            from service.telephony.sip.server import SipServer
+
+            services.sip = SipServer(services)
+            await services.sip.start()
         log.info("service ready", public_url=settings.public_url)
         try:
             yield
         finally:
+            if services.sip is not None:
+                await services.sip.stop()
             await services.aclose()
 
     routes = [

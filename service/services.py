@@ -7,6 +7,7 @@ and call. Edges reach the middle through ``factory``; nothing here decides anyth
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
@@ -27,6 +28,9 @@ from service.store.calls import CallStore
 from service.store.writer import StoreWriter
 from service.telephony.twilio.rest import TwilioCalls
 from service.telephony.twilio.security import SignatureChecker, StreamTokens
+
+if TYPE_CHECKING:
+    from service.telephony.sip.server import SipServer
 
 __all__ = ["ConfigurationError", "Services", "build_services", "configuration_problem"]
 
@@ -49,6 +53,7 @@ class Services:
     audit: ToolAudit | None = None
     twilio_calls: TwilioCalls | None = None  # Twilio's REST API, when credentials are set
     draining: bool = False
+    sip: SipServer | None = None  # the SIP edge, when SIP_LISTEN is set (started by the app)
 
     @property
     def full(self) -> bool:

@@ -1,0 +1,369 @@
+"""A minimal SIP user agent client with RTP media (asyncio; messages written by hand, so that
+a mistake of the service's parser cannot hide behind a shared one).
+
+The phone sends a 20 ms packet every 20 ms (what it was asked to say, else μ-law silence),
+keeps every packet it receives with its arrival time, answers a BYE from the far end with
+200, and retransmits its INVITE/BYE/CANCEL on T1 until a response comes (RFC 3261 §17.1).
+Memory: what it hears is kept whole (one call of a test: 8 KB per second).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+import time
+import wave
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.audio.g711 import ulaw_to_pcm16
+
+__all__ = ["HeardPacket", "SipPhone"]
+
+T1 = 0.5
+SILENCE = b"\xff" * 160
+DIGITS = "0123456789*#"
+
+
+@dataclass(frozen=True, slots=True)
+class HeardPacket:
+    at: float  # monotonic arrival time
+    sequence: int
+    timestamp: int
+    payload_type: int
+    payload: bytes
+
+    @property
+    def silent(self) -> bool:
+        return self.payload.count(0xFF) + self.payload.count(0x7F) == len(self.payload)
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def _parse_response(data: bytes) -> tuple[str, Response | None, dict[str, str]]:
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode(errors="replace").split("\r\n")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers.setdefault(name.strip().lower(), value.strip())
+    if lines[0].startswith("SIP/2.0 "):
+        return "", Response(int(lines[0].split(" ")[1]), headers, body), headers
+    return lines[0].split(" ")[0], None, headers
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, on_datagram) -> None:  # type: ignore[no-untyped-def]
+        self.on_datagram = on_datagram
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+        self.on_datagram(data, addr)
+
+
+class SipPhone:
+    def __init__(
+        self,
+        server: tuple[str, int],
+        *,
+        to_user: str = "+15550100",
+        from_user: str = "+15551234",
+        host: str = "127.0.0.1",
+        telephone_event: int = 101,
+        offer_payload_types: str = "0 101",
+    ) -> None:
+        self.server = server
+        self.to_user = to_user
+        self.from_user = from_user
+        self.host = host
+        self.telephone_event = telephone_event
+        self.offer_payload_types = offer_payload_types
+        self.call_id = f"{os.urandom(8).hex()}@{host}"
+        self.from_tag = os.urandom(4).hex()
+        self.to_header = f"<sip:{to_user}@{server[0]}>"
+        self.cseq = 0
+        self.responses: list[Response] = []
+        self.final: asyncio.Future[Response] | None = None
+        self.remote_rtp: tuple[str, int] | None = None
+        self.heard: list[HeardPacket] = []
+        self.ended_by_server = asyncio.Event()
+        self.requests_received: list[str] = []
+        self._say: deque[bytes] = deque()
+        self._sip: asyncio.DatagramTransport | None = None
+        self._rtp: asyncio.DatagramTransport | None = None
+        self._pacer: asyncio.Task[None] | None = None
+        self._seq = 0
+        self._ts = 0
+        self._ssrc = int.from_bytes(os.urandom(4), "big")
+        self.sent_packets = 0
+        self.started_at = time.monotonic()
+
+    # --- set-up -------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._sip, _ = await loop.create_datagram_endpoint(
+            lambda: _Udp(self._on_sip), local_addr=(self.host, 0)
+        )
+        self._rtp, _ = await loop.create_datagram_endpoint(
+            lambda: _Udp(self._on_rtp), local_addr=(self.host, 0)
+        )
+
+    @property
+    def sip_port(self) -> int:
+        assert self._sip is not None
+        return self._sip.get_extra_info("sockname")[1]
+
+    @property
+    def rtp_port(self) -> int:
+        assert self._rtp is not None
+        return self._rtp.get_extra_info("sockname")[1]
+
+    def _request(
+        self,
+        method: str,
+        *,
+        body: str = "",
+        cseq: int | None = None,
+        branch: str = "",
+        extra: str = "",
+    ) -> tuple[bytes, str]:
+        branch = branch or f"z9hG4bK{os.urandom(5).hex()}"
+        if cseq is None:
+            self.cseq += 1
+            cseq = self.cseq
+        uri = f"sip:{self.to_user}@{self.server[0]}:{self.server[1]}"
+        text = (
+            f"{method} {uri} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {self.host}:{self.sip_port};branch={branch};rport\r\n"
+            f"From: <sip:{self.from_user}@{self.host}>;tag={self.from_tag}\r\n"
+            f"To: {self.to_header}\r\n"
+            f"Call-ID: {self.call_id}\r\n"
+            f"CSeq: {cseq} {method}\r\n"
+            f"Contact: <sip:{self.from_user}@{self.host}:{self.sip_port}>\r\n"
+            "Max-Forwards: 70\r\n"
+            f"{extra}"
+            + ("Content-Type: application/sdp\r\n" if body else "")
+            + f"Content-Length: {len(body)}\r\n\r\n{body}"
+        )
+        return text.encode(), branch
+
+    def offer(self) -> str:
+        return (
+            f"v=0\r\no=- 1 1 IN IP4 {self.host}\r\ns=phone\r\nc=IN IP4 {self.host}\r\nt=0 0\r\n"
+            f"m=audio {self.rtp_port} RTP/AVP {self.offer_payload_types}\r\n"
+            "a=rtpmap:0 PCMU/8000\r\n"
+            f"a=rtpmap:{self.telephone_event} telephone-event/8000\r\na=ptime:20\r\n"
+        )
+
+    async def invite(self, timeout: float = 15.0, *, ack: bool = True) -> Response:  # noqa: ASYNC109
+        """INVITE; returns the final response (and on 200 sends ACK and starts media)."""
+        if self._sip is None:
+            await self.open()
+        data, self.invite_branch = self._request("INVITE", body=self.offer())
+        self.invite_cseq = self.cseq
+        response = await self._transact(data, timeout)
+        if 200 <= response.status < 300:
+            self.to_header = response.headers.get("to", self.to_header)
+            sdp = response.body.decode()
+            address = next(line.split()[-1] for line in sdp.split("\r\n") if line.startswith("c="))
+            port = next(
+                int(line.split()[1]) for line in sdp.split("\r\n") if line.startswith("m=audio")
+            )
+            self.remote_rtp = (address, port)
+            if ack:
+                self.send_ack()
+            self._pacer = asyncio.create_task(self._pace())
+        elif response.status >= 300:
+            self.send_ack(branch=self.invite_branch, to=response.headers.get("to", ""))
+        return response
+
+    def send_ack(self, *, branch: str = "", to: str = "") -> None:
+        saved = self.to_header
+        self.to_header = to or self.to_header
+        data, _ = self._request("ACK", cseq=self.invite_cseq, branch=branch)
+        self.to_header = saved
+        self.send_raw(data)
+
+    async def cancel(self, timeout: float = 5.0) -> Response:  # noqa: ASYNC109
+        data, _ = self._request("CANCEL", cseq=self.invite_cseq, branch=self.invite_branch)
+        return await self._transact(data, timeout, expect_method="CANCEL")
+
+    async def bye(self, timeout: float = 5.0) -> Response:  # noqa: ASYNC109
+        data, _ = self._request("BYE")
+        response = await self._transact(data, timeout)
+        await self.stop_media()
+        return response
+
+    async def request(self, method: str, body: str = "", timeout: float = 5.0) -> Response:  # noqa: ASYNC109
+        data, _ = self._request(method, body=body)
+        return await self._transact(data, timeout)
+
+    def send_raw(self, data: bytes) -> None:
+        assert self._sip is not None
+        self._sip.sendto(data, self.server)
+
+    async def _transact(self, data: bytes, timeout: float, expect_method: str = "") -> Response:  # noqa: ASYNC109
+        method = data.split(b" ", 1)[0].decode()
+        cseq_line = next(line for line in data.split(b"\r\n") if line.startswith(b"CSeq:"))
+        cseq = cseq_line.split(b":", 1)[1].strip().decode()
+        self._pending_cseq = cseq if not expect_method else cseq.replace("INVITE", expect_method)
+        self.final = asyncio.get_running_loop().create_future()
+        deadline = time.monotonic() + timeout
+        interval = T1
+        while True:
+            self.send_raw(data)
+            try:
+                wait = min(interval, max(0.0, deadline - time.monotonic()))
+                return await asyncio.wait_for(asyncio.shield(self.final), wait)
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise
+                if method == "INVITE" and self.responses:
+                    interval = deadline  # a provisional came: wait quietly (§17.1.1.2)
+                    continue
+                interval = min(interval * 2, 4.0)
+
+    def _on_sip(self, data: bytes, addr: tuple[str, int]) -> None:
+        method, response, headers = _parse_response(data)
+        if response is not None:
+            self.responses.append(response)
+            if response.status >= 200 and headers.get("cseq") == getattr(
+                self, "_pending_cseq", None
+            ):
+                if self.final is not None and not self.final.done():
+                    self.final.set_result(response)
+            if (
+                response.status >= 200
+                and headers.get("cseq", "").endswith("INVITE")
+                and self.final is not None
+                and self.final.done()
+                and response.status == 200
+            ):
+                self.send_ack()  # a retransmitted 200: our ACK was lost (§13.2.2.4)
+            return
+        self.requests_received.append(method)
+        if method in ("BYE", "OPTIONS"):
+            head = [line for line in data.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]]
+            keep = [
+                line
+                for line in head
+                if line.split(b":")[0].lower() in (b"via", b"from", b"to", b"call-id", b"cseq")
+            ]
+            reply = b"SIP/2.0 200 OK\r\n" + b"\r\n".join(keep) + b"\r\nContent-Length: 0\r\n\r\n"
+            assert self._sip is not None
+            self._sip.sendto(reply, addr)
+            if method == "BYE":
+                self.ended_by_server.set()
+                asyncio.get_running_loop().create_task(self.stop_media())
+
+    # --- media --------------------------------------------------------------------------------
+
+    def speak(self, ulaw: bytes) -> float:
+        """Queue μ-law to say; returns its length in ms."""
+        for start in range(0, len(ulaw), 160):
+            frame = ulaw[start : start + 160]
+            self._say.append(frame + SILENCE[len(frame) :])
+        return len(ulaw) / 8
+
+    def send_dtmf(self, digit: str) -> None:
+        """RFC 4733: start, two updates, and the end packet three times, one timestamp."""
+        assert self._rtp is not None and self.remote_rtp is not None
+        event = DIGITS.index(digit)
+        timestamp = self._ts
+        for duration, end in ((160, 0), (320, 0), (480, 0), (640, 0x80), (640, 0x80), (640, 0x80)):
+            payload = struct.pack("!BBH", event, end | 10, duration)
+            self._rtp.sendto(
+                self._packet(self.telephone_event, payload, timestamp, marker=duration == 160),
+                self.remote_rtp,
+            )
+
+    def send_rtp(self, data: bytes) -> None:
+        assert self._rtp is not None and self.remote_rtp is not None
+        self._rtp.sendto(data, self.remote_rtp)
+
+    def _packet(
+        self, payload_type: int, payload: bytes, timestamp: int, marker: bool = False
+    ) -> bytes:
+        header = struct.pack(
+            "!BBHII",
+            0x80,
+            (0x80 if marker else 0) | payload_type,
+            self._seq & 0xFFFF,
+            timestamp & 0xFFFFFFFF,
+            self._ssrc,
+        )
+        self._seq += 1
+        return header + payload
+
+    async def _pace(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            frame = self._say.popleft() if self._say else SILENCE
+            self.send_rtp(self._packet(0, frame, self._ts))
+            self._ts += 160
+            self.sent_packets += 1
+            next_at += 0.02
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+
+    def _on_rtp(self, data: bytes, addr: tuple[str, int]) -> None:
+        if len(data) < 12:
+            return
+        _, second, sequence, timestamp, _ = struct.unpack_from("!BBHII", data)
+        self.heard.append(
+            HeardPacket(time.monotonic(), sequence, timestamp, second & 0x7F, data[12:])
+        )
+
+    @property
+    def saying(self) -> bool:
+        return bool(self._say)
+
+    async def stop_media(self) -> None:
+        if self._pacer is not None:
+            self._pacer.cancel()
+            self._pacer = None
+
+    async def close(self) -> None:
+        await self.stop_media()
+        for transport in (self._sip, self._rtp):
+            if transport is not None:
+                transport.close()
+
+    # --- what was heard -----------------------------------------------------------------------
+
+    def heard_audio(self) -> bytes:
+        return b"".join(p.payload for p in self.heard if p.payload_type == 0)
+
+    def talk_spurts(self, max_gap_packets: int = 3) -> list[list[HeardPacket]]:
+        """Runs of audio packets from a non-silent one to the last non-silent one before a
+        silence longer than ``max_gap_packets`` (silent packets inside a run are kept)."""
+        audio = [p for p in self.heard if p.payload_type == 0]
+        spurts: list[list[HeardPacket]] = []
+        start: int | None = None
+        last = 0
+        for index, packet in enumerate(audio):
+            if packet.silent:
+                if start is not None and index - last > max_gap_packets:
+                    spurts.append(audio[start : last + 1])
+                    start = None
+                continue
+            if start is None:
+                start = index
+            last = index
+        if start is not None:
+            spurts.append(audio[start : last + 1])
+        return spurts
+
+    def record(self, path: Path) -> None:
+        with wave.open(str(path), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(8000)
+            out.writeframes(ulaw_to_pcm16(self.heard_audio()))

@@ -1,0 +1,251 @@
+"""One SIP call's media and its bridge to the call worker (asyncio; the logic is sans-I/O).
+
+* Receive: RTP datagrams → :class:`RtpReceiver` (reorder, silence fill, RFC 4733) → an
+  ordered inbox → ``worker.on_event``. Symmetric RTP (RFC 4961): we send to where the
+  caller's packets come from once one has arrived.
+* Send: the worker's ``PlayAudio``/``PlaceMark`` go into a :class:`PlayoutBuffer`; a pacer
+  puts one 20 ms packet on the wire per tick of a monotonic grid (a late tick sends at once
+  and the grid stays put, so the rate has no drift; past 200 ms behind, the grid restarts).
+  A mark is echoed when the packet holding its last byte departs, so "heard" is "sent"
+  (minus the far end's jitter buffer). ``ClearPlayback`` empties the buffer synchronously:
+  no packet of the interrupted audio leaves after it (barge-in is exact to one packet).
+* While the caller holds the call (re-INVITE ``sendonly``/``inactive``) the pacer neither
+  sends nor plays: queued audio waits for the resume.
+
+Memory per call: the playout buffer (bounded, see ``telephony.playout``), a reorder buffer
+of ≤ 16 packets, an inbox of ≤ ``INBOX_LIMIT`` events (overflow dropped and counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import structlog
+
+from service.telephony.events import (
+    CallEnded,
+    CallerAudio,
+    CallerCommand,
+    CallerEvent,
+    CarrierError,
+    ClearPlayback,
+    DtmfReceived,
+    HangUp,
+    MarkPlayed,
+    PlaceMark,
+    PlayAudio,
+    Transfer,
+)
+from service.telephony.playout import PlayoutBuffer
+from service.telephony.sip.rtp import ULAW_SILENCE, RtpReceiver, RtpSender
+from service.telephony.sip.sdp import MediaOffer
+
+if TYPE_CHECKING:
+    from service.calls.factory import CarrierCall
+
+__all__ = ["SipCall"]
+
+FRAME_SECONDS = 0.020
+FRAME_BYTES = 160
+RESYNC_SECONDS = 0.2
+INBOX_LIMIT = 2000  # 40 s of caller audio: far more than a stalled worker should ever hold
+SILENCE = bytes([ULAW_SILENCE]) * FRAME_BYTES
+
+log = structlog.get_logger(__name__)
+
+
+class _RtpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, call: SipCall) -> None:
+        self.call = call
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+        self.call.rtp_received(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # ICMP unreachable while the far end sets up: the next packet tries again
+
+
+class SipCall:
+    def __init__(
+        self,
+        call_id: str,
+        call_sid: str,
+        offer: MediaOffer,
+        *,
+        jitter_ms: float,
+        rtp_timeout: float,
+        hang_up: Callable[[str], None],
+        send_deviation: Callable[[float], None] | None = None,
+    ) -> None:
+        self.call_id = call_id
+        self.call_sid = call_sid
+        self.remote = (offer.address, offer.port)
+        self.on_hold = offer.on_hold
+        self.receiver = RtpReceiver(telephone_event=offer.telephone_event, jitter_ms=jitter_ms)
+        self.sender = RtpSender(int.from_bytes(os.urandom(4), "big"))
+        self.playout = PlayoutBuffer()
+        self.rtp_timeout = rtp_timeout
+        self._hang_up = hang_up
+        self._send_deviation = send_deviation
+        self.transport: asyncio.DatagramTransport | None = None
+        self.port = 0
+        self.worker: CarrierCall | None = None
+        self.end_reason: str | None = None
+        self._latched = False
+        self._inbox: asyncio.Queue[CallerEvent] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._done = asyncio.Event()
+        self.inbox_dropped = 0
+        self.started_at = 0.0
+
+    async def bind(self, host: str, ports: tuple[int, int]) -> bool:
+        """Take the first free even port of the range (RTP even, RTCP odd: RFC 3550 §11)."""
+        loop = asyncio.get_running_loop()
+        first, last = ports
+        start = first + (int.from_bytes(os.urandom(2), "big") % max(1, (last - first + 1))) // 2 * 2
+        span = range(start, last + 1, 2), range(first + first % 2, start, 2)
+        for candidates in span:
+            for port in candidates:
+                try:
+                    transport, _ = await loop.create_datagram_endpoint(
+                        lambda: _RtpProtocol(self), local_addr=(host, port)
+                    )
+                except OSError:
+                    continue
+                self.transport = transport  # type: ignore[assignment]
+                self.port = port
+                return True
+        return False
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    def start(self, worker: CarrierCall) -> None:
+        self.worker = worker
+        self.started_at = asyncio.get_running_loop().time()
+        self._tasks = [
+            asyncio.create_task(self._pace()),
+            asyncio.create_task(self._deliver()),
+        ]
+
+    async def wait(self) -> str:
+        await self._done.wait()
+        return self.end_reason or "stream_closed"
+
+    def end(self, reason: str) -> None:
+        """The call is over (either side): stop media; ``wait()`` returns ``reason``."""
+        if self.end_reason is None:
+            self.end_reason = reason
+            if self.worker is not None:
+                self._push(CallEnded(reason))
+            else:
+                self._done.set()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self.transport is not None:
+            self.transport.close()
+
+    def update_media(self, offer: MediaOffer) -> None:
+        """A re-INVITE: new address (latch again on its first packet) and hold state."""
+        self.remote = (offer.address, offer.port)
+        self._latched = False
+        self.on_hold = offer.on_hold
+
+    # --- receive ------------------------------------------------------------------------------
+
+    def rtp_received(self, data: bytes, source: tuple[str, int]) -> None:
+        if self.end_reason is not None:
+            return
+        if not self._latched:
+            self.remote = source  # symmetric RTP: answer where the packets come from
+            self._latched = True
+        now = asyncio.get_running_loop().time()
+        payloads, digits = self.receiver.receive(data, now)
+        for payload in payloads:
+            self._push(CallerAudio(payload))
+        for digit in digits:
+            self._push(DtmfReceived(digit))
+
+    def _push(self, event: CallerEvent) -> None:
+        # Only caller audio may be dropped (a stalled worker); marks and the end never are.
+        if isinstance(event, CallerAudio) and self._inbox.qsize() >= INBOX_LIMIT:
+            self.inbox_dropped += 1
+            return
+        self._inbox.put_nowait(event)
+
+    async def _deliver(self) -> None:
+        """Events to the worker in arrival order, one at a time (it awaits the model)."""
+        assert self.worker is not None
+        try:
+            while True:
+                event = await self._inbox.get()
+                await self.worker.on_event(event)
+                if isinstance(event, CallEnded):
+                    return
+        except Exception:
+            log.exception("SIP call event handling failed")
+            self.end_reason = self.end_reason or "internal_error"
+            self._hang_up(self.call_id)
+        finally:
+            self._done.set()
+
+    # --- send ----------------------------------------------------------------------------------
+
+    async def send(self, command: CallerCommand) -> None:
+        """The worker's command sink."""
+        if isinstance(command, PlayAudio):
+            self.playout.enqueue_audio(command.ulaw)
+        elif isinstance(command, PlaceMark):
+            for name in self.playout.enqueue_mark(command.name):
+                self._push(MarkPlayed(name))
+        elif isinstance(command, ClearPlayback):
+            for name in self.playout.clear():
+                self._push(MarkPlayed(name))
+        elif isinstance(command, HangUp):
+            self.end_reason = self.end_reason or command.reason
+            self._hang_up(self.call_id)
+            self._done.set()
+        elif isinstance(command, Transfer):
+            raise CarrierError("the SIP edge cannot transfer calls yet (REFER is not built)")
+
+    async def _pace(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            next_at += FRAME_SECONDS
+            delay = next_at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -RESYNC_SECONDS:
+                next_at = loop.time()  # the host stalled: restart the grid rather than burst
+            late = loop.time() - next_at
+            if self._send_deviation is not None:
+                self._send_deviation(late)
+            self._tick(loop.time())
+
+    def _tick(self, now: float) -> None:
+        if now - (self.receiver.last_packet_at or self.started_at) > self.rtp_timeout:
+            if self.end_reason is None:
+                log.warning("no RTP from the caller; ending the call", seconds=self.rtp_timeout)
+                self.end("rtp_timeout")
+                self._hang_up(self.call_id)
+            return
+        for payload in self.receiver.poll(now):
+            self._push(CallerAudio(payload))  # a gap given up on while no packet arrived
+        if self.on_hold or self.transport is None:
+            return
+        audio, marks = self.playout.advance(FRAME_BYTES)
+        if len(audio) < FRAME_BYTES:
+            audio += SILENCE[len(audio) :]
+        self.transport.sendto(self.sender.packet(audio), self.remote)
+        for name in marks:
+            self._push(MarkPlayed(name))

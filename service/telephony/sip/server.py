@@ -1,0 +1,250 @@
+"""The SIP edge's asyncio runner: one UDP socket for signalling, a :class:`SipEndpoint` for
+the protocol, and a :class:`SipCall` per answered call.
+
+An offered call gets its model session pre-warmed (``factory.prewarm``) while it rings; the
+200 OK goes out only once ``factory.ready`` says the agent can talk, and a 503 when it
+cannot (or when this process drains, or no RTP port is free). Then the call is started
+like any other (``factory.start``) with ``carrier="sip"``. Whatever happens, a started call
+ends with a recorded reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from array import array
+from typing import TYPE_CHECKING
+
+import structlog
+
+from service.telephony.events import CallStarted
+from service.telephony.sip.call import SipCall
+from service.telephony.sip.endpoint import (
+    Action,
+    CallConfirmed,
+    CallEnded,
+    CallOffered,
+    MediaChanged,
+    SipEndpoint,
+    Transmit,
+)
+from service.telephony.sip.sdp import SdpError, build_answer
+
+if TYPE_CHECKING:
+    from service.services import Services
+
+__all__ = ["SipServer", "call_sid_for"]
+
+MAX_DATAGRAM = 65_535
+DEVIATION_SAMPLES = 100_000
+log = structlog.get_logger(__name__)
+
+
+def call_sid_for(call_id: str) -> str:
+    """A store-safe id from any Call-ID (which may hold ``@``, ``:`` and more)."""
+    return "SIP" + hashlib.sha256(call_id.encode()).hexdigest()[:32]
+
+
+class _SipProtocol(asyncio.DatagramProtocol):
+    def __init__(self, server: SipServer) -> None:
+        self.server = server
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+        self.server.datagram_received(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        pass
+
+
+class SipServer:
+    def __init__(self, services: Services) -> None:
+        settings = services.settings
+        self.services = services
+        host, _, port = settings.sip_listen.rpartition(":")
+        self.host = host.strip("[]")
+        self.port = int(port)
+        public = settings.sip_public_address or (
+            "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        )
+        self.public_address = public
+        password = settings.sip_password.get_secret_value()
+        self.endpoint = SipEndpoint(
+            contact_host=public,
+            contact_port=self.port,
+            allowed_sources=settings.sip_allowed_networks,
+            credentials=(settings.sip_username, password) if settings.sip_username else None,
+        )
+        self.transport: asyncio.DatagramTransport | None = None
+        self.calls: dict[str, SipCall] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        # Pacer lateness behind the 20 ms grid, newest DEVIATION_SAMPLES (8 bytes each).
+        self.send_deviations = array("d", bytes(8 * DEVIATION_SAMPLES))
+        self.send_deviation_count = 0
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _SipProtocol(self), local_addr=(self.host, self.port)
+        )
+        self.transport = transport  # type: ignore[assignment]
+        self.port = transport.get_extra_info("sockname")[1]
+        self.endpoint.contact_port = self.port
+        self._timer = asyncio.create_task(self._run_timers())
+        log.info(
+            "SIP edge listening", listen=f"{self.host}:{self.port}", public=self.public_address
+        )
+
+    async def stop(self) -> None:
+        for call in list(self.calls.values()):
+            call.end("service_stopped")
+            self._hang_up(call.call_id)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5.0)
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.transport is not None:
+            self.transport.close()
+
+    # --- signalling ------------------------------------------------------------------------
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        now = asyncio.get_running_loop().time()
+        try:
+            actions = self.endpoint.receive(data[:MAX_DATAGRAM], (addr[0], addr[1]), now)
+        except Exception:
+            # The endpoint is meant never to raise; if it does, the datagram is lost, not us.
+            log.exception("SIP datagram handling failed", source=addr[0])
+            return
+        self._act(actions)
+
+    def _act(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Transmit):
+                if self.transport is not None:
+                    self.transport.sendto(action.data, action.address)
+            elif isinstance(action, CallOffered):
+                self._spawn(self._run_call(action))
+            elif isinstance(action, MediaChanged):
+                if (call := self.calls.get(action.call_id)) is not None:
+                    call.update_media(action.offer)
+            elif isinstance(action, CallEnded):
+                if (call := self.calls.get(action.call_id)) is not None:
+                    call.end(action.reason)
+            elif isinstance(action, CallConfirmed):
+                pass  # media already flows from the 200 on (RFC 3264 §6)
+        self._wake.set()
+
+    async def _run_timers(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            deadline = self.endpoint.next_deadline
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+            self._act(self.endpoint.poll(loop.time()))
+
+    def _hang_up(self, call_id: str) -> None:
+        self._act(self.endpoint.hang_up(call_id, asyncio.get_running_loop().time()))
+
+    def _spawn(self, coroutine: object) -> None:
+        task = asyncio.create_task(coroutine)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- one call --------------------------------------------------------------------------
+
+    def _reject(self, call_id: str, status: int, reason: str) -> None:
+        loop = asyncio.get_running_loop()
+        self._act(self.endpoint.reject(call_id, status, reason, loop.time()))
+
+    async def _run_call(self, offered: CallOffered) -> None:
+        settings = self.services.settings
+        call_sid = call_sid_for(offered.call_id)
+        with structlog.contextvars.bound_contextvars(transport="sip", call_sid=call_sid):
+            if self.services.draining:
+                self._reject(offered.call_id, 503, "Service Unavailable")
+                return
+            call = SipCall(
+                offered.call_id,
+                call_sid,
+                offered.offer,
+                jitter_ms=settings.sip_jitter_ms,
+                rtp_timeout=settings.sip_rtp_timeout_seconds,
+                hang_up=self._hang_up,
+                send_deviation=self._record_deviation,
+            )
+            if not await call.bind(self.host, settings.sip_rtp_port_range):
+                log.warning("no free RTP port; refusing the call")
+                self._reject(offered.call_id, 503, "Service Unavailable")
+                return
+            try:
+                await self._answer_and_run(offered, call)
+            except Exception:
+                log.exception("SIP call failed")
+                call.end("internal_error")
+                self._hang_up(offered.call_id)
+            finally:
+                await call.close()
+                self.calls.pop(offered.call_id, None)
+
+    async def _answer_and_run(self, offered: CallOffered, call: SipCall) -> None:
+        factory = self.services.factory
+        self.calls[offered.call_id] = call
+        factory.prewarm(call.call_sid, offered.to_user)
+        ready = await factory.ready(call.call_sid)
+        if call.end_reason is not None:
+            log.info("call ended before it was answered", reason=call.end_reason)
+            return  # cancelled while ringing: the unclaimed session closes on its timeout
+        if not ready:
+            log.warning("model session could not open; refusing the call")
+            self._reject(offered.call_id, 503, "Service Unavailable")
+            return
+        try:
+            sdp = build_answer(
+                offered.offer, self.public_address, call.port, int.from_bytes(os.urandom(3), "big")
+            )
+        except SdpError:
+            self._reject(offered.call_id, 488, "Not Acceptable Here")
+            return
+        self._act(self.endpoint.answer(offered.call_id, sdp, asyncio.get_running_loop().time()))
+        started = CallStarted(
+            call_sid=call.call_sid,
+            carrier="sip",
+            from_number=offered.from_user,
+            to_number=offered.to_user,
+            direction="inbound",
+            carrier_fields={"sip_call_id": offered.call_id},
+            parameters=offered.headers,
+        )
+        worker = factory.start(started, call.send)
+        call.start(worker)
+        reason = "stream_closed"
+        try:
+            reason = await call.wait()
+        finally:
+            self.services.calls.remove(worker.call_sid, worker)
+            self._record_totals(call)
+            worker.finish(reason)
+            await worker.close()
+
+    def _record_totals(self, call: SipCall) -> None:
+        rx = call.receiver
+        self.services.store.update_call(
+            call.call_sid,
+            rtp_packets_in=rx.packets,
+            rtp_packets_out=call.sender.packets,
+            rtp_lost=rx.lost,
+            rtp_late=rx.late,
+            rtp_wrong_payload_type=rx.wrong_payload_type,
+            rtp_malformed=rx.malformed,
+        )
+
+    def _record_deviation(self, seconds: float) -> None:
+        self.send_deviations[self.send_deviation_count % DEVIATION_SAMPLES] = seconds
+        self.send_deviation_count += 1
