@@ -16,6 +16,7 @@ from starlette.websockets import WebSocket
 from service.agent.hotline.orders import seed_orders
 from service.services import Services, build_services
 from service.settings import Settings
+from service.telephony.sip.server import SipServer
 from service.telephony.twilio.stream import MEDIA_PATH, run_media_stream
 from service.telephony.twilio.webhooks import status_callback, voice_webhook
 
@@ -120,10 +121,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         services.writer.start()
         # The SIP trunk edge (README "SIP trunk"): its own UDP socket next to the HTTP server.
         if settings.sip_listen:
-            from service.telephony.sip.server import SipServer
-
-            services.sip = SipServer(services)
-            await services.sip.start()
+            sip = SipServer(services)
+            await sip.start()
+            services.sip = sip
         log.info("service ready", public_url=settings.public_url)
         try:
             yield

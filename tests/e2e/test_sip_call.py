@@ -49,7 +49,7 @@ async def wait_heard(phone: SipPhone, spurts: int, timeout: float = 10.0) -> Non
 
 
 async def test_sip_call_greets_answers_and_barge_in_is_exact(make_service, local_model) -> None:
-    service, model = await sip_service(make_service, local_model)
+    service, _model = await sip_service(make_service, local_model)
     phone = phone_for(service)
     response = await phone.invite()
     assert response.status == 200
