@@ -40,8 +40,9 @@ from service.telephony.events import (
     Transfer,
 )
 from service.telephony.playout import PlayoutBuffer
+from service.telephony.sip.g711 import ALAW_TO_ULAW, ULAW_TO_ALAW
 from service.telephony.sip.rtp import ULAW_SILENCE, RtpReceiver, RtpSender
-from service.telephony.sip.sdp import MediaOffer
+from service.telephony.sip.sdp import PCMA, PCMU, MediaOffer
 
 if TYPE_CHECKING:
     from service.calls.factory import CarrierCall
@@ -84,8 +85,16 @@ class SipCall:
         self.call_sid = call_sid
         self.remote = (offer.address, offer.port)
         self.on_hold = offer.on_hold
-        self.receiver = RtpReceiver(telephone_event=offer.telephone_event, jitter_ms=jitter_ms)
-        self.sender = RtpSender(int.from_bytes(os.urandom(4), "big"))
+        audio_pt = offer.audio_pt if offer.audio_pt is not None else PCMU
+        # PCMA calls are translated byte for byte at the edge: the worker only sees μ-law.
+        self.from_ulaw = ULAW_TO_ALAW if audio_pt == PCMA else None
+        self.receiver = RtpReceiver(
+            audio_pt=audio_pt,
+            telephone_event=offer.telephone_event,
+            jitter_ms=jitter_ms,
+            to_ulaw=ALAW_TO_ULAW if audio_pt == PCMA else None,
+        )
+        self.sender = RtpSender(int.from_bytes(os.urandom(4), "big"), payload_type=audio_pt)
         self.playout = PlayoutBuffer()
         self.rtp_timeout = rtp_timeout
         self._hang_up = hang_up
@@ -246,6 +255,8 @@ class SipCall:
         audio, marks = self.playout.advance(FRAME_BYTES)
         if len(audio) < FRAME_BYTES:
             audio += SILENCE[len(audio) :]
+        if self.from_ulaw is not None:
+            audio = audio.translate(self.from_ulaw)
         self.transport.sendto(self.sender.packet(audio), self.remote)
         for name in marks:
             self._push(MarkPlayed(name))

@@ -284,7 +284,7 @@ class SipEndpoint:
             offer = parse_offer(request.body)
         except SdpError:
             offer = None
-        if offer is None or not offer.has_pcmu:
+        if offer is None or offer.audio_pt is None:
             response = build_response(
                 request, 488, "Not Acceptable Here", to_tag=self.random_token()
             )

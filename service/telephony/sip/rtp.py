@@ -98,10 +98,12 @@ class RtpReceiver:
         *,
         audio_pt: int = 0,
         telephone_event: int | None = None,
+        to_ulaw: bytes | None = None,
         jitter_ms: float = 60.0,
         max_buffered: int = 16,
     ) -> None:
         self.audio_pt = audio_pt
+        self.to_ulaw = to_ulaw  # a translate table when the call's codec is not μ-law
         self.telephone_event = telephone_event
         self.jitter = jitter_ms / 1000.0
         self.max_buffered = max_buffered
@@ -170,6 +172,8 @@ class RtpReceiver:
     def _release(self, packet: RtpPacket) -> bytes:
         self._expected = (packet.sequence + 1) & 0xFFFF
         self._next_timestamp = (packet.timestamp + len(packet.payload)) & 0xFFFFFFFF
+        if self.to_ulaw is not None:
+            return packet.payload.translate(self.to_ulaw)
         return packet.payload
 
     def _dtmf(self, packet: RtpPacket) -> list[str]:

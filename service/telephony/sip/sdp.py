@@ -1,9 +1,10 @@
 """SDP offer/answer for one audio stream (RFC 4566, RFC 3264).
 
-We answer PCMU/8000 (payload type 0) and telephone-event/8000 at the payload type the offer
-uses (RFC 3264 §6.1: the answer keeps the offer's numbers), ptime 20. An offer without PCMU
-cannot be answered (the caller replies 488). Hold (§8.4): the offer's direction
-``sendonly``/``inactive`` or a ``c=0.0.0.0`` tells us to stop sending.
+We answer one G.711 codec, the first of PCMU/8000 (PT 0) and PCMA/8000 (PT 8) in the offer's
+order, and telephone-event/8000 at the payload type the offer uses (RFC 3264 §6.1: the answer
+keeps the offer's numbers), ptime 20. An offer with neither codec is answered 488. Hold
+(§8.4): the offer's direction ``sendonly``/``inactive`` or a ``c=0.0.0.0`` tells us to stop
+sending.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 __all__ = ["MediaOffer", "SdpError", "build_answer", "build_offer", "parse_offer"]
 
 PCMU = 0
+PCMA = 8
+_CODECS = {PCMU: "PCMU/8000", PCMA: "PCMA/8000"}
 
 
 class SdpError(ValueError):
@@ -33,8 +36,9 @@ class MediaOffer:
         return self.direction in ("sendonly", "inactive") or self.address in ("0.0.0.0", "::")
 
     @property
-    def has_pcmu(self) -> bool:
-        return PCMU in self.payload_types
+    def audio_pt(self) -> int | None:
+        """The codec we answer with: the offer's first G.711 payload type."""
+        return next((pt for pt in self.payload_types if pt in _CODECS), None)
 
 
 def parse_offer(body: bytes) -> MediaOffer:
@@ -87,22 +91,26 @@ def _direction_answer(offered: str) -> str:
 
 
 def build_answer(offer: MediaOffer, address: str, port: int, session_id: int) -> bytes:
-    if not offer.has_pcmu:
-        raise SdpError("the offer has no PCMU/8000")
-    return _sdp(
-        address, port, session_id, offer.telephone_event, _direction_answer(offer.direction)
-    )
+    if offer.audio_pt is None:
+        raise SdpError("the offer has neither PCMU/8000 nor PCMA/8000")
+    direction = _direction_answer(offer.direction)
+    return _sdp(address, port, session_id, offer.audio_pt, offer.telephone_event, direction)
 
 
 def build_offer(address: str, port: int, session_id: int, telephone_event: int = 101) -> bytes:
-    return _sdp(address, port, session_id, telephone_event, "sendrecv")
+    return _sdp(address, port, session_id, PCMU, telephone_event, "sendrecv")
 
 
 def _sdp(
-    address: str, port: int, session_id: int, telephone_event: int | None, direction: str
+    address: str,
+    port: int,
+    session_id: int,
+    audio_pt: int,
+    telephone_event: int | None,
+    direction: str,
 ) -> bytes:
     family = "IP6" if ":" in address else "IP4"
-    pts = "0" if telephone_event is None else f"0 {telephone_event}"
+    pts = f"{audio_pt}" if telephone_event is None else f"{audio_pt} {telephone_event}"
     lines = [
         "v=0",
         f"o=- {session_id} {session_id} IN {family} {address}",
@@ -110,7 +118,7 @@ def _sdp(
         f"c=IN {family} {address}",
         "t=0 0",
         f"m=audio {port} RTP/AVP {pts}",
-        "a=rtpmap:0 PCMU/8000",
+        f"a=rtpmap:{audio_pt} {_CODECS[audio_pt]}",
     ]
     if telephone_event is not None:
         lines += [

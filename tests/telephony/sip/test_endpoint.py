@@ -137,9 +137,9 @@ def test_options_unknown_methods_and_unknown_dialogs() -> None:
     assert statuses(sip.receive(request("BYE", to_tag="nope", call_id="x"), CALLER, 0.0)) == [481]
 
 
-def test_offer_without_pcmu_gets_488() -> None:
+def test_offer_without_g711_gets_488() -> None:
     sip = endpoint()
-    body = OFFER.replace("RTP/AVP 8 0 101", "RTP/AVP 8 101")
+    body = OFFER.replace("RTP/AVP 8 0 101", "RTP/AVP 9 101")
     assert statuses(sip.receive(invite(body=body), CALLER, 0.0)) == [488]
 
 

@@ -65,3 +65,13 @@ def test_sender_numbers_packets() -> None:
     second = parse_rtp(tx.packet(b"\xff" * 160))
     assert first.marker and not second.marker
     assert (second.sequence, second.timestamp - first.timestamp) == (0, 160)
+
+
+def test_pcma_payloads_reach_the_worker_as_ulaw() -> None:
+    from service.telephony.sip.g711 import ALAW_TO_ULAW, ULAW_TO_ALAW
+
+    rx = RtpReceiver(audio_pt=8, to_ulaw=ALAW_TO_ULAW)
+    alaw_silence = b"\xd5" * 160
+    # A-law's quietest code (+8) is μ-law 0xFE: one step off zero, as G.711 quantises it.
+    assert rx.receive(RtpPacket(8, 1, 0, 1, alaw_silence).to_bytes(), 0.0)[0] == [b"\xfe" * 160]
+    assert bytes([0xFF]).translate(ULAW_TO_ALAW) == b"\xd5"
