@@ -3,7 +3,10 @@ buffer with silence fill, RFC 4733 telephone-events in, and the send side's pack
 
 Receive: packets are released in sequence order; a gap waits at most ``jitter_ms`` for the
 missing packet, then is filled with μ-law silence of the missing length (so the model's clock
-keeps pace with the caller's) and the late packet is dropped if it comes after all. Packets of
+keeps pace with the caller's) and the late packet is dropped if it comes after all. When the
+caller's packets stop altogether (silence suppression, a far end that only streams while it
+talks), 20 ms of silence per 20 ms is handed on after ``jitter_ms`` so the model still hears
+the pause that ends the caller's turn. Packets of
 payload types we did not negotiate are dropped and counted (sipp replays its pcap's PT whatever
 the answer says, sip-and-outbound.md §2.2). Memory per call: the reorder buffer holds at most
 ``max_buffered`` packets (default 16, i.e. 320 ms at 20 ms each).
@@ -24,6 +27,8 @@ __all__ = [
 
 ULAW_SILENCE = 0xFF
 DTMF_EVENTS = "0123456789*#ABCD"  # RFC 4733 §3.2: events 0-15
+FRAME_SECONDS = 0.020
+FRAME_BYTES = 160
 MAX_FILL_BYTES = 8 * 500  # never invent more than 500 ms of silence for one gap
 _HEADER = struct.Struct("!BBHII")
 
@@ -118,7 +123,9 @@ class RtpReceiver:
         self.wrong_payload_type = 0
         self.malformed = 0
         self.silence_filled_bytes = 0
+        self.idle_filled_bytes = 0
         self.last_packet_at: float | None = None
+        self._last_out_at: float | None = None
 
     def receive(self, data: bytes, now: float) -> tuple[list[bytes], list[str]]:
         """One datagram in; audio payloads ready to hand on (in order) and new digits."""
@@ -167,6 +174,13 @@ class RtpReceiver:
                     self.silence_filled_bytes += fill
                     out.append(bytes([ULAW_SILENCE]) * fill)
             self._expected = oldest.packet.sequence
+        if out:
+            self._last_out_at = now
+        elif not self._held and self._last_out_at is not None:
+            while now - self._last_out_at >= self.jitter + FRAME_SECONDS:
+                out.append(bytes([ULAW_SILENCE]) * FRAME_BYTES)
+                self.idle_filled_bytes += FRAME_BYTES
+                self._last_out_at += FRAME_SECONDS
         return out
 
     def _release(self, packet: RtpPacket) -> bytes:

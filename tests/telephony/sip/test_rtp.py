@@ -75,3 +75,12 @@ def test_pcma_payloads_reach_the_worker_as_ulaw() -> None:
     # A-law's quietest code (+8) is μ-law 0xFE: one step off zero, as G.711 quantises it.
     assert rx.receive(RtpPacket(8, 1, 0, 1, alaw_silence).to_bytes(), 0.0)[0] == [b"\xfe" * 160]
     assert bytes([0xFF]).translate(ULAW_TO_ALAW) == b"\xd5"
+
+
+def test_when_the_caller_stops_sending_silence_keeps_the_models_clock() -> None:
+    rx = RtpReceiver(jitter_ms=60)
+    rx.receive(audio(1), 0.0)
+    assert rx.poll(0.05) == []
+    assert rx.poll(0.081) == [b"\xff" * 160]  # 60 ms of patience + one frame
+    assert rx.poll(0.101) == [b"\xff" * 160]
+    assert rx.receive(audio(2), 0.11)[0] == [bytes([0x10]) * 160]  # no double fill
