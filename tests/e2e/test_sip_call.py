@@ -88,3 +88,149 @@ async def test_sip_call_greets_answers_and_barge_in_is_exact(make_service, local
     heard_ms = len(answer) * 20
     assert abs(heard_ms - audio_end_ms) <= 20, (heard_ms, audio_end_ms)
     assert int(barge_in["sent_ms"]) == 4000
+
+
+async def ended_record(service, phone: SipPhone) -> tuple[dict, list[dict]]:  # type: ignore[no-untyped-def]
+    await service.services.writer.flush(timeout=5)
+    store = service.services.store
+    call_sid = call_sid_for(phone.call_id)
+    for _ in range(100):
+        record = await store.get_call(call_sid)
+        if record.get("end_reason"):
+            break
+        await asyncio.sleep(0.05)
+        await service.services.writer.flush(timeout=5)
+    return record, await store.get_events(call_sid)
+
+
+async def test_dtmf_digits_arrive_once_each(make_service, local_model) -> None:
+    service, _ = await sip_service(make_service, local_model)
+    phone = phone_for(service)
+    assert (await phone.invite()).status == 200
+    await asyncio.sleep(0.3)
+    for digit in "5#":
+        phone.send_dtmf(digit)
+        await asyncio.sleep(0.2)
+    assert (await phone.bye()).status == 200
+    await phone.close()
+    record, events = await ended_record(service, phone)
+    assert [e["digit"] for e in events if e["type"] == "dtmf"] == ["5", "#"]
+    assert record["end_reason"] == "caller_hangup"
+
+
+async def black_hole() -> tuple[asyncio.Server, str]:
+    """A TCP server that accepts and never answers: a model that cannot get ready."""
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"ws://127.0.0.1:{port}/v1/realtime"
+
+
+async def test_no_model_means_503_and_cancel_while_ringing_means_487(make_service) -> None:
+    server, url = await black_hole()
+    async with server:
+        service = await make_service(
+            realtime_backend="local",
+            local_realtime_url=url,
+            model_ready_timeout_seconds=1.5,
+            sip_listen="127.0.0.1:0",
+            sip_rtp_ports="21000-21999",
+        )
+        phone = phone_for(service)
+        response = await phone.invite()
+        assert response.status == 503
+        await phone.close()
+
+        phone = phone_for(service)
+        await phone.open()
+        invite = asyncio.create_task(phone.invite())
+        for _ in range(100):
+            if any(r.status == 180 for r in phone.responses):
+                break
+            await asyncio.sleep(0.01)
+        assert (await phone.cancel()).status == 200
+        assert (await invite).status == 487
+        await phone.close()
+        await asyncio.sleep(0.2)
+        assert len(service.services.calls) == 0
+
+
+async def test_the_service_hangs_up_when_the_callers_rtp_stops(make_service, local_model) -> None:
+    service, _ = await sip_service(make_service, local_model, sip_rtp_timeout_seconds=1.0)
+    phone = phone_for(service)
+    assert (await phone.invite()).status == 200
+    await asyncio.sleep(0.3)
+    await phone.stop_media()
+    await asyncio.wait_for(phone.ended_by_server.wait(), 5)
+    record, _ = await ended_record(service, phone)
+    assert record["end_reason"] == "rtp_timeout"
+    await phone.close()
+
+
+async def test_garbage_options_and_a_stranger_never_disturb_a_call(
+    make_service, local_model
+) -> None:
+    service, _ = await sip_service(make_service, local_model)
+    phone = phone_for(service)
+    assert (await phone.invite()).status == 200
+    for junk in (b"\x00" * 40, b"INVITE nonsense\r\n\r\n", b"SIP/2.0 200 OK\r\n\r\n", b"\r\n\r\n"):
+        phone.send_raw(junk)
+        phone.send_rtp(junk)
+    bad = phone._request("MESSAGE", body="")[0].replace(b"CSeq: ", b"CSeq: x")
+    phone.send_raw(bad)
+    assert (await phone.request("OPTIONS")).status == 200
+    heard_before = len(phone.heard)
+    await asyncio.sleep(0.5)
+    assert len(phone.heard) >= heard_before + 20  # media carried on
+    assert any(r.status == 400 for r in phone.responses)  # the answerable one got a 400
+    assert (await phone.bye()).status == 200
+    await phone.close()
+    record, _ = await ended_record(service, phone)
+    assert record["end_reason"] == "caller_hangup"
+    assert int(record["rtp_malformed"]) >= 3
+
+
+async def test_a_source_outside_the_allow_list_is_refused(make_service, local_model) -> None:
+    service, _ = await sip_service(make_service, local_model, sip_allowed_sources="10.0.0.0/8")
+    phone = phone_for(service)
+    assert (await phone.invite()).status == 403
+    await phone.close()
+    assert len(service.services.calls) == 0
+
+
+async def test_hold_stops_our_audio_and_resume_brings_it_back(make_service, local_model) -> None:
+    service, _ = await sip_service(make_service, local_model)
+    phone = phone_for(service)
+    assert (await phone.invite()).status == 200
+    await asyncio.sleep(0.3)
+    assert (await phone.reinvite("sendonly")).status == 200
+    await asyncio.sleep(0.1)
+    held_at = len(phone.heard)
+    await asyncio.sleep(0.5)
+    assert len(phone.heard) == held_at  # nothing sent while held
+    assert (await phone.reinvite("sendrecv")).status == 200
+    await asyncio.sleep(0.5)
+    assert len(phone.heard) >= held_at + 20
+    assert len(service.services.calls) == 1  # a re-INVITE is not a second call
+    assert (await phone.bye()).status == 200
+    await phone.close()
+
+
+async def test_five_percent_loss_and_reordering_keep_the_callers_clock(
+    make_service, local_model
+) -> None:
+    service, _ = await sip_service(make_service, local_model)
+    phone = SipPhone(("127.0.0.1", service.services.sip.port), drop_every=20, swap_every=7)
+    assert (await phone.invite()).status == 200
+    await asyncio.sleep(2.0)
+    assert (await phone.bye()).status == 200
+    await phone.close()
+    record, _ = await ended_record(service, phone)
+    sent = phone.sent_packets - phone.dropped_packets
+    assert int(record["rtp_packets_in"]) >= sent - 2
+    assert int(record["rtp_lost"]) >= phone.dropped_packets - 2
+    # Every lost packet became 20 ms of silence: the model heard the caller's whole timeline.
+    assert int(record["caller_audio_ms"]) >= (phone.sent_packets - 3) * 20

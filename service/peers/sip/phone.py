@@ -77,19 +77,28 @@ class SipPhone:
         host: str = "127.0.0.1",
         telephone_event: int = 101,
         offer_payload_types: str = "0 101",
+        drop_every: int = 0,
+        swap_every: int = 0,
     ) -> None:
+        """``drop_every=20`` loses every 20th audio packet (5 %); ``swap_every=10`` sends
+        every 10th packet after the one behind it (reordering on the path)."""
         self.server = server
         self.to_user = to_user
         self.from_user = from_user
         self.host = host
         self.telephone_event = telephone_event
         self.offer_payload_types = offer_payload_types
+        self.drop_every = drop_every
+        self.swap_every = swap_every
+        self._held_back: bytes | None = None
+        self.dropped_packets = 0
         self.call_id = f"{os.urandom(8).hex()}@{host}"
         self.from_tag = os.urandom(4).hex()
         self.to_header = f"<sip:{to_user}@{server[0]}>"
         self.cseq = 0
         self.responses: list[Response] = []
-        self.final: asyncio.Future[Response] | None = None
+        self._waiting: dict[str, asyncio.Future[Response]] = {}
+        self._provisional: dict[str, asyncio.Event] = {}
         self.remote_rtp: tuple[str, int] | None = None
         self.heard: list[HeardPacket] = []
         self.ended_by_server = asyncio.Event()
@@ -191,9 +200,20 @@ class SipPhone:
         self.to_header = saved
         self.send_raw(data)
 
+    async def reinvite(self, direction: str = "sendrecv", timeout: float = 5.0) -> Response:  # noqa: ASYNC109
+        """Hold (``sendonly``/``inactive``) or resume (``sendrecv``) with a re-INVITE."""
+        body = self.offer() + f"a={direction}\r\n"
+        data, _branch = self._request("INVITE", body=body)
+        cseq = self.cseq
+        response = await self._transact(data, timeout)
+        if response.status == 200:
+            ack, _ = self._request("ACK", cseq=cseq)
+            self.send_raw(ack)
+        return response
+
     async def cancel(self, timeout: float = 5.0) -> Response:  # noqa: ASYNC109
         data, _ = self._request("CANCEL", cseq=self.invite_cseq, branch=self.invite_branch)
-        return await self._transact(data, timeout, expect_method="CANCEL")
+        return await self._transact(data, timeout)
 
     async def bye(self, timeout: float = 5.0) -> Response:  # noqa: ASYNC109
         data, _ = self._request("BYE")
@@ -209,43 +229,44 @@ class SipPhone:
         assert self._sip is not None
         self._sip.sendto(data, self.server)
 
-    async def _transact(self, data: bytes, timeout: float, expect_method: str = "") -> Response:  # noqa: ASYNC109
-        method = data.split(b" ", 1)[0].decode()
+    async def _transact(self, data: bytes, timeout: float) -> Response:  # noqa: ASYNC109
+        """Send (retransmitting on T1, §17.1) until the final response to this CSeq."""
+        data.split(b" ", 1)[0].decode()
         cseq_line = next(line for line in data.split(b"\r\n") if line.startswith(b"CSeq:"))
         cseq = cseq_line.split(b":", 1)[1].strip().decode()
-        self._pending_cseq = cseq if not expect_method else cseq.replace("INVITE", expect_method)
-        self.final = asyncio.get_running_loop().create_future()
+        final: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._waiting[cseq] = final
+        provisional = asyncio.Event()
+        self._provisional[cseq] = provisional
         deadline = time.monotonic() + timeout
         interval = T1
-        while True:
-            self.send_raw(data)
-            try:
+        try:
+            while True:
+                if not provisional.is_set():
+                    self.send_raw(data)  # §17.1.1.2: a provisional response stops retransmits
                 wait = min(interval, max(0.0, deadline - time.monotonic()))
-                return await asyncio.wait_for(asyncio.shield(self.final), wait)
-            except TimeoutError:
-                if time.monotonic() >= deadline:
-                    raise
-                if method == "INVITE" and self.responses:
-                    interval = deadline  # a provisional came: wait quietly (§17.1.1.2)
-                    continue
-                interval = min(interval * 2, 4.0)
+                try:
+                    return await asyncio.wait_for(asyncio.shield(final), wait)
+                except TimeoutError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    interval = min(interval * 2, 4.0)
+        finally:
+            self._waiting.pop(cseq, None)
+            self._provisional.pop(cseq, None)
 
     def _on_sip(self, data: bytes, addr: tuple[str, int]) -> None:
         method, response, headers = _parse_response(data)
         if response is not None:
             self.responses.append(response)
-            if response.status >= 200 and headers.get("cseq") == getattr(
-                self, "_pending_cseq", None
-            ):
-                if self.final is not None and not self.final.done():
-                    self.final.set_result(response)
-            if (
-                response.status >= 200
-                and headers.get("cseq", "").endswith("INVITE")
-                and self.final is not None
-                and self.final.done()
-                and response.status == 200
-            ):
+            cseq = headers.get("cseq", "")
+            waiting = self._waiting.get(cseq)
+            if response.status < 200:
+                if (event := self._provisional.get(cseq)) is not None:
+                    event.set()
+            elif waiting is not None and not waiting.done():
+                waiting.set_result(response)
+            elif response.status == 200 and cseq.endswith("INVITE"):
                 self.send_ack()  # a retransmitted 200: our ACK was lost (§13.2.2.4)
             return
         self.requests_received.append(method)
@@ -307,9 +328,18 @@ class SipPhone:
         next_at = loop.time()
         while True:
             frame = self._say.popleft() if self._say else SILENCE
-            self.send_rtp(self._packet(0, frame, self._ts))
+            packet = self._packet(0, frame, self._ts)
             self._ts += 160
             self.sent_packets += 1
+            if self.drop_every and self.sent_packets % self.drop_every == 0:
+                self.dropped_packets += 1
+            elif self.swap_every and self.sent_packets % self.swap_every == 0:
+                self._held_back = packet
+            else:
+                self.send_rtp(packet)
+                if self._held_back is not None:
+                    self.send_rtp(self._held_back)
+                    self._held_back = None
             next_at += 0.02
             await asyncio.sleep(max(0.0, next_at - loop.time()))
 
