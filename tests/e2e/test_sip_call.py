@@ -234,3 +234,14 @@ async def test_five_percent_loss_and_reordering_keep_the_callers_clock(
     assert int(record["rtp_lost"]) >= phone.dropped_packets - 2
     # Every lost packet became 20 ms of silence: the model heard the caller's whole timeline.
     assert int(record["caller_audio_ms"]) >= (phone.sent_packets - 3) * 20
+
+
+async def test_past_max_calls_a_sip_call_gets_503(make_service, local_model) -> None:
+    service, _ = await sip_service(make_service, local_model, max_calls=1)
+    first = phone_for(service)
+    assert (await first.invite()).status == 200
+    second = phone_for(service)
+    assert (await second.invite()).status == 503
+    assert (await first.bye()).status == 200
+    for phone in (first, second):
+        await phone.close()

@@ -170,6 +170,12 @@ class SipServer:
             if self.services.draining:
                 self._reject(offered.call_id, 503, "Service Unavailable")
                 return
+            if self.services.full:
+                # Refused, never absorbed (as on Twilio): the trunk can try another server.
+                log.warning("call refused: process full", max_calls=len(self.services.calls))
+                self.services.metrics.calls_refused_full.inc()
+                self._reject(offered.call_id, 503, "Service Unavailable")
+                return
             call = SipCall(
                 offered.call_id,
                 call_sid,
