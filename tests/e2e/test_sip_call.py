@@ -7,6 +7,7 @@ import asyncio
 
 from service.audio.g711 import pcm16_to_ulaw
 from service.demo import DEMO_SCRIPT, synthetic_caller
+from service.modelserver.script import FunctionCall, Turn
 from service.peers.sip import SipPhone
 from service.telephony.sip.server import call_sid_for
 
@@ -245,3 +246,46 @@ async def test_past_max_calls_a_sip_call_gets_503(make_service, local_model) -> 
     assert (await first.bye()).status == 200
     for phone in (first, second):
         await phone.close()
+
+
+async def agent_turn(make_service, local_model, call: FunctionCall):  # type: ignore[no-untyped-def]
+    """A service whose agent answers the caller's first question by calling ``call``."""
+    from tests.e2e.test_call_tools import hotline_service
+
+    model, service = await hotline_service(
+        make_service, local_model, sip_listen="127.0.0.1:0", sip_rtp_ports="21000-21999"
+    )
+    turn = Turn(text="One moment.", function_call=call)
+    object.__setattr__(model.script, "caller_turn", lambda _request: turn)
+    return service
+
+
+async def test_transfer_call_becomes_a_refer_and_we_leave_on_its_200(
+    make_service, local_model
+) -> None:
+    service = await agent_turn(
+        make_service, local_model, FunctionCall("transfer_call", '{"target": "+1 (555) 010-9999"}')
+    )
+    phone = phone_for(service)
+    assert (await phone.invite()).status == 200
+    await wait_heard(phone, 1)
+    phone.speak(caller_voice("Put me through to a person please."))
+    await asyncio.wait_for(phone.ended_by_server.wait(), 10)
+    assert phone.refer_to == "<sip:+15550109999@127.0.0.1>"
+    assert phone.requests_received[-2:] == ["REFER", "BYE"]
+    record, events = await ended_record(service, phone)
+    assert record["end_reason"] == "transferred"
+    assert any(e["type"] == "transfer" for e in events)
+    await phone.close()
+
+
+async def test_end_call_says_goodbye_then_sends_bye(make_service, local_model) -> None:
+    service = await agent_turn(make_service, local_model, FunctionCall("end_call", "{}"))
+    phone = phone_for(service)
+    assert (await phone.invite()).status == 200
+    await wait_heard(phone, 1)
+    phone.speak(caller_voice("That is all, thanks."))
+    await asyncio.wait_for(phone.ended_by_server.wait(), 10)
+    record, _ = await ended_record(service, phone)
+    assert record["end_reason"] == "agent_hangup"
+    await phone.close()

@@ -103,6 +103,9 @@ class SipPhone:
         self.heard: list[HeardPacket] = []
         self.ended_by_server = asyncio.Event()
         self.requests_received: list[str] = []
+        self.refer_to = ""
+        # What the NOTIFYs of a REFER say: first the progress, then the outcome.
+        self.transfer_outcome = ("SIP/2.0 100 Trying", "SIP/2.0 200 OK")
         self._say: deque[bytes] = deque()
         self._sip: asyncio.DatagramTransport | None = None
         self._rtp: asyncio.DatagramTransport | None = None
@@ -270,6 +273,11 @@ class SipPhone:
                 self.send_ack()  # a retransmitted 200: our ACK was lost (§13.2.2.4)
             return
         self.requests_received.append(method)
+        if method == "REFER":
+            self.refer_to = headers.get("refer-to", "")
+            self._reply(data, addr, b"202 Accepted")
+            asyncio.get_running_loop().create_task(self._report_transfer())
+            return
         if method in ("BYE", "OPTIONS"):
             head = [line for line in data.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]]
             keep = [
@@ -283,6 +291,27 @@ class SipPhone:
             if method == "BYE":
                 self.ended_by_server.set()
                 asyncio.get_running_loop().create_task(self.stop_media())
+
+    def _reply(self, request: bytes, addr: tuple[str, int], status: bytes) -> None:
+        head = request.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]
+        names = (b"via", b"from", b"to", b"call-id", b"cseq")
+        keep = [line for line in head if line.split(b":")[0].strip().lower() in names]
+        reply = b"SIP/2.0 " + status + b"\r\n" + b"\r\n".join(keep)
+        assert self._sip is not None
+        self._sip.sendto(reply + b"\r\nContent-Length: 0\r\n\r\n", addr)
+
+    async def _report_transfer(self) -> None:
+        """RFC 3515 §2.4.4: the referred call's progress as NOTIFY message/sipfrag."""
+        for frag, state in (
+            (self.transfer_outcome[0], "active"),
+            (self.transfer_outcome[1], "terminated;reason=noresource"),
+        ):
+            extra = (
+                f"Event: refer\r\nSubscription-State: {state}\r\nContent-Type: message/sipfrag\r\n"
+            )
+            data, _ = self._request("NOTIFY", body=frag + "\r\n", extra=extra)
+            data = data.replace(b"Content-Type: application/sdp\r\n", b"")
+            await self._transact(data, 5.0)
 
     # --- media --------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import structlog
@@ -79,6 +79,7 @@ class SipCall:
         jitter_ms: float,
         rtp_timeout: float,
         hang_up: Callable[[str], None],
+        transfer: Callable[[str, str], Awaitable[None]] | None = None,
         send_deviation: Callable[[float], None] | None = None,
     ) -> None:
         self.call_id = call_id
@@ -98,6 +99,7 @@ class SipCall:
         self.playout = PlayoutBuffer()
         self.rtp_timeout = rtp_timeout
         self._hang_up = hang_up
+        self._transfer = transfer
         self._send_deviation = send_deviation
         self.transport: asyncio.DatagramTransport | None = None
         self.port = 0
@@ -224,7 +226,9 @@ class SipCall:
             self._hang_up(self.call_id)
             self._done.set()
         elif isinstance(command, Transfer):
-            raise CarrierError("the SIP edge cannot transfer calls yet (REFER is not built)")
+            if self._transfer is None:
+                raise CarrierError("this SIP call cannot be transferred")
+            await self._transfer(self.call_id, command.target)
 
     async def _pace(self) -> None:
         loop = asyncio.get_running_loop()

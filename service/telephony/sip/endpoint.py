@@ -43,13 +43,15 @@ __all__ = [
     "CallEnded",
     "CallOffered",
     "MediaChanged",
+    "RequestAnswered",
     "SipEndpoint",
+    "TransferProgress",
     "Transmit",
 ]
 
 T1 = 0.5  # §17.1.1.1 RTT estimate
 T2 = 4.0
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY"
 Address = tuple[str, int]
 
 
@@ -88,7 +90,32 @@ class CallEnded:
     reason: str
 
 
-Action = Transmit | CallOffered | CallConfirmed | MediaChanged | CallEnded
+@dataclass(frozen=True, slots=True)
+class RequestAnswered:
+    """The final response to one of our in-dialog requests (0: it timed out, §17.1.2.2)."""
+
+    call_id: str
+    method: str
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class TransferProgress:
+    """A NOTIFY of our REFER (RFC 3515 §2.4.5): the status line of the transferee's call."""
+
+    call_id: str
+    status: int
+
+
+Action = (
+    Transmit
+    | CallOffered
+    | CallConfirmed
+    | MediaChanged
+    | CallEnded
+    | RequestAnswered
+    | TransferProgress
+)
 
 
 @dataclass(slots=True)
@@ -97,6 +124,7 @@ class _Request:
 
     data: bytes
     branch: str
+    method: str
     next_at: float
     interval: float
     give_up_at: float
@@ -178,6 +206,7 @@ class SipEndpoint:
             if request is not None:
                 if now >= request.give_up_at:
                     call.pending = None
+                    actions.append(RequestAnswered(call.call_id, request.method, 0))
                 elif now >= request.next_at:
                     actions.append(Transmit(request.data, call.source))
                     request.interval = min(request.interval * 2, T2)
@@ -330,6 +359,13 @@ class SipEndpoint:
             return [ok, CallEnded(call.call_id, "caller_hangup")]
         if method == "OPTIONS":
             return [self._reply(call, request, 200, "OK", headers=self._allow())]
+        if method == "NOTIFY" and request.get("event").split(";")[0].strip().lower() == "refer":
+            ok = self._reply(call, request, 200, "OK")
+            # RFC 3515 §2.4.5: the body is a message/sipfrag status line, "SIP/2.0 200 OK".
+            parts = request.body.split(b" ", 2)
+            if len(parts) >= 2 and parts[0].startswith(b"SIP/2.0") and parts[1].isdigit():
+                return [ok, TransferProgress(call.call_id, int(parts[1]))]
+            return [ok]
         return [self._reply(call, request, 405, "Method Not Allowed", headers=self._allow())]
 
     def _reinvite(self, call: _Call, request: SipMessage, source: Address) -> list[Action]:
@@ -365,14 +401,38 @@ class SipEndpoint:
         call = self.calls.get(response.call_id)
         if call is None or call.pending is None or response.branch != call.pending.branch:
             return []
-        if response.status >= 200:
-            call.pending = None
-        return []
+        if response.status < 200:
+            call.pending.give_up_at = now + 64 * T1  # §17.1.2.2: provisional, keep waiting
+            call.pending.next_at = now + T2
+            return []
+        method = call.pending.method
+        call.pending = None
+        return [RequestAnswered(call.call_id, method, response.status)]
 
     # --- helpers -------------------------------------------------------------------------------
 
+    def refer(self, call_id: str, refer_to: str, now: float) -> list[Action]:
+        """RFC 3515: ask the far end to call ``refer_to`` (a SIP URI) in our place. Its
+        answer comes as :class:`RequestAnswered`, its progress as :class:`TransferProgress`."""
+        call = self.calls.get(call_id)
+        if call is None or call.state not in ("answered", "confirmed"):
+            return [RequestAnswered(call_id, "REFER", 481)]
+        contact = f"<sip:{self._host_port()}>"
+        extra = [("refer-to", f"<{refer_to}>"), ("referred-by", contact), ("contact", contact)]
+        return self._in_dialog_request(call, "REFER", now, extra)
+
     def _bye(self, call: _Call, now: float) -> list[Action]:
         self._end(call, now)
+        return self._in_dialog_request(call, "BYE", now)
+
+    def _in_dialog_request(
+        self,
+        call: _Call,
+        method: str,
+        now: float,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> list[Action]:
+        """§12.2.1.1: our request in the dialog; one at a time (a BYE replaces a REFER)."""
         call.local_cseq += 1
         branch = f"z9hG4bK{self.random_token()}"
         invite = call.invite
@@ -382,12 +442,13 @@ class SipEndpoint:
             ("from", self._local_party(call)),
             ("to", invite.get("from")),
             ("call-id", call.call_id),
-            ("cseq", f"{call.local_cseq} BYE"),
+            ("cseq", f"{call.local_cseq} {method}"),
         ]
         headers += [("route", route) for route in call.routes]
+        headers += extra or []
         target = name_addr_uri(invite.get("contact")) or name_addr_uri(invite.get("from"))
-        data = build_request("BYE", target, headers).to_bytes()
-        call.pending = _Request(data, branch, now + T1, T1, now + 64 * T1)
+        data = build_request(method, target, headers).to_bytes()
+        call.pending = _Request(data, branch, method, now + T1, T1, now + 64 * T1)
         return [Transmit(data, call.source)]
 
     def _local_party(self, call: _Call) -> str:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from service.telephony.events import CallStarted
+from service.telephony.events import CallStarted, CarrierError
 from service.telephony.sip.call import SipCall
 from service.telephony.sip.endpoint import (
     Action,
@@ -26,7 +26,9 @@ from service.telephony.sip.endpoint import (
     CallEnded,
     CallOffered,
     MediaChanged,
+    RequestAnswered,
     SipEndpoint,
+    TransferProgress,
     Transmit,
 )
 from service.telephony.sip.sdp import SdpError, build_answer
@@ -80,6 +82,8 @@ class SipServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._answers: dict[tuple[str, str], asyncio.Future[int]] = {}
+        self._trunk_hosts: dict[str, str] = {}
         # Pacer lateness behind the 20 ms grid, newest DEVIATION_SAMPLES (8 bytes each).
         self.send_deviations = array("d", bytes(8 * DEVIATION_SAMPLES))
         self.send_deviation_count = 0
@@ -133,6 +137,12 @@ class SipServer:
             elif isinstance(action, CallEnded):
                 if (call := self.calls.get(action.call_id)) is not None:
                     call.end(action.reason)
+            elif isinstance(action, RequestAnswered):
+                waiter = self._answers.pop((action.call_id, action.method), None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(action.status)
+            elif isinstance(action, TransferProgress):
+                self._transfer_progress(action)
             elif isinstance(action, CallConfirmed):
                 pass  # media already flows from the 200 on (RFC 3264 §6)
         self._wake.set()
@@ -183,6 +193,7 @@ class SipServer:
                 jitter_ms=settings.sip_jitter_ms,
                 rtp_timeout=settings.sip_rtp_timeout_seconds,
                 hang_up=self._hang_up,
+                transfer=self._transfer,
                 send_deviation=self._record_deviation,
             )
             if not await call.bind(self.host, settings.sip_rtp_port_range):
@@ -198,10 +209,12 @@ class SipServer:
             finally:
                 await call.close()
                 self.calls.pop(offered.call_id, None)
+                self._trunk_hosts.pop(offered.call_id, None)
 
     async def _answer_and_run(self, offered: CallOffered, call: SipCall) -> None:
         factory = self.services.factory
         self.calls[offered.call_id] = call
+        self._trunk_hosts[offered.call_id] = offered.source[0]
         factory.prewarm(call.call_sid, offered.to_user)
         ready = await factory.ready(call.call_sid)
         if call.end_reason is not None:
@@ -238,6 +251,37 @@ class SipServer:
             self._record_totals(call)
             worker.finish(reason)
             await worker.close()
+
+    async def _transfer(self, call_id: str, target: str) -> None:
+        """RFC 3515: REFER the caller to ``target``; raises ``CarrierError`` unless the far
+        end accepts (202). A phone number goes to the trunk that sent the call."""
+        if target.startswith(("sip:", "sips:")):
+            refer_to = target
+        else:
+            refer_to = f"sip:{target}@{self._trunk_hosts.get(call_id, self.public_address)}"
+        loop = asyncio.get_running_loop()
+        answered: asyncio.Future[int] = loop.create_future()
+        self._answers[(call_id, "REFER")] = answered
+        self._act(self.endpoint.refer(call_id, refer_to, loop.time()))
+        status = await answered
+        if not 200 <= status < 300:
+            raise CarrierError(f"the SIP peer refused the transfer ({status or 'no answer'})")
+        log.info("transfer accepted", refer_to=refer_to)
+
+    def _transfer_progress(self, progress: TransferProgress) -> None:
+        """NOTIFY sipfrag: 2xx — the caller reached the target, so we leave (BYE); a failure
+        leaves the caller with the agent, recorded on the call."""
+        call = self.calls.get(progress.call_id)
+        if call is None or progress.status < 200:
+            return
+        if progress.status < 300:
+            call.end("transferred")
+            self._hang_up(progress.call_id)
+        else:
+            log.warning("transfer failed at the far end", status=progress.status)
+            self.services.store.append_event(
+                call.call_sid, "transfer_failed", status=progress.status
+            )
 
     def _record_totals(self, call: SipCall) -> None:
         rx = call.receiver

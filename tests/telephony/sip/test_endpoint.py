@@ -190,3 +190,47 @@ def test_fuzzed_requests_never_raise() -> None:
         source = CALLER if i % 2 else ("203.0.113.9", 5060)
         sip.receive(bytes(data[: rng.randint(0, len(data))]), source, i * 0.01)
         sip.poll(i * 0.01)
+
+
+def confirmed(sip: SipEndpoint) -> tuple[CallOffered, str]:
+    call, tag = offered(sip)
+    sip.answer(call.call_id, ANSWER, 0.0)
+    sip.receive(request("ACK", to_tag=tag), CALLER, 0.1)
+    return call, tag
+
+
+def response_to(message, status: int) -> bytes:  # type: ignore[no-untyped-def]
+    return (
+        f"SIP/2.0 {status} X\r\nVia: {message.get('via')}\r\nFrom: {message.get('from')}\r\n"
+        f"To: {message.get('to')}\r\nCall-ID: {message.call_id}\r\n"
+        f"CSeq: {message.get('cseq')}\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def test_refer_then_notify_sipfrag_reports_the_transfer() -> None:
+    from service.telephony.sip.endpoint import RequestAnswered, TransferProgress
+
+    sip = endpoint()
+    call, tag = confirmed(sip)
+    [refer] = sent(sip.refer(call.call_id, "sip:+15559876@192.0.2.10", 1.0))
+    assert refer.method == "REFER" and refer.get("refer-to") == "<sip:+15559876@192.0.2.10>"
+    assert refer.cseq == (1, "REFER") and header_param(refer.get("from"), "tag") == tag
+    assert sip.receive(response_to(refer, 202), CALLER, 1.1) == [
+        RequestAnswered(call.call_id, "REFER", 202)
+    ]
+    for frag, status in ((b"SIP/2.0 100 Trying", 100), (b"SIP/2.0 200 OK", 200)):
+        notify = request(
+            "NOTIFY", cseq=3, to_tag=tag, extra="Event: refer\r\n", body=frag.decode() + "\r\n"
+        )
+        actions = sip.receive(notify, CALLER, 1.2)
+        assert statuses(actions) == [200]
+        assert TransferProgress(call.call_id, status) in actions
+
+
+def test_refer_without_an_answer_times_out() -> None:
+    from service.telephony.sip.endpoint import RequestAnswered
+
+    sip = endpoint()
+    call, _ = confirmed(sip)
+    sip.refer(call.call_id, "sip:x@y", 1.0)
+    assert RequestAnswered(call.call_id, "REFER", 0) in sip.poll(1.0 + 64 * T1)
