@@ -70,6 +70,7 @@ async def stats(request: Request) -> Response:
             "active_calls": len(services.calls),
             "latency": services.timings.summary(),
             "store": services.writer.stats(),
+            **({"sip": services.sip.stats()} if services.sip is not None else {}),
         }
     )
 

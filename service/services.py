@@ -44,6 +44,7 @@ class CarrierListener(Protocol):
     """A carrier edge with its own socket (the SIP edge), started and stopped by the app."""
 
     async def stop(self) -> None: ...
+    def stats(self) -> dict[str, object]: ...
 
 
 @dataclass

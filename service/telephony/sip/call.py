@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -81,6 +82,7 @@ class SipCall:
         hang_up: Callable[[str], None],
         transfer: Callable[[str, str], Awaitable[None]] | None = None,
         send_deviation: Callable[[float], None] | None = None,
+        caller_to_model: Callable[[float], None] | None = None,
     ) -> None:
         self.call_id = call_id
         self.call_sid = call_sid
@@ -101,16 +103,19 @@ class SipCall:
         self._hang_up = hang_up
         self._transfer = transfer
         self._send_deviation = send_deviation
+        self._caller_to_model = caller_to_model
         self.transport: asyncio.DatagramTransport | None = None
         self.port = 0
         self.worker: CarrierCall | None = None
         self.end_reason: str | None = None
         self._latched = False
-        self._inbox: asyncio.Queue[CallerEvent] = asyncio.Queue()
+        # (event, perf_counter at arrival): the arrival time feeds the caller→model timing.
+        self._inbox: asyncio.Queue[tuple[CallerEvent, float]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._done = asyncio.Event()
         self.inbox_dropped = 0
         self.started_at = 0.0
+        self._held_at = 0.0
 
     async def bind(self, host: str, ports: tuple[int, int]) -> bool:
         """Take the first free even port of the range (RTP even, RTCP odd: RFC 3550 §11)."""
@@ -191,15 +196,21 @@ class SipCall:
         if isinstance(event, CallerAudio) and self._inbox.qsize() >= INBOX_LIMIT:
             self.inbox_dropped += 1
             return
-        self._inbox.put_nowait(event)
+        self._inbox.put_nowait((event, time.perf_counter()))
 
     async def _deliver(self) -> None:
         """Events to the worker in arrival order, one at a time (it awaits the model)."""
         assert self.worker is not None
         try:
             while True:
-                event = await self._inbox.get()
+                event, arrived = await self._inbox.get()
                 await self.worker.on_event(event)
+                if (
+                    self._caller_to_model is not None
+                    and isinstance(event, CallerAudio)
+                    and self.worker.model_ready
+                ):
+                    self._caller_to_model(time.perf_counter() - arrived)
                 if isinstance(event, CallEnded):
                     return
         except Exception:
@@ -246,7 +257,10 @@ class SipCall:
             self._tick(loop.time())
 
     def _tick(self, now: float) -> None:
-        if now - (self.receiver.last_packet_at or self.started_at) > self.rtp_timeout:
+        if self.on_hold:
+            self._held_at = now  # a held caller may send nothing (``inactive``): not a timeout
+        heard_from = max(self.receiver.last_packet_at or 0.0, self.started_at, self._held_at)
+        if now - heard_from > self.rtp_timeout:
             if self.end_reason is None:
                 log.warning("no RTP from the caller; ending the call", seconds=self.rtp_timeout)
                 self.end("rtp_timeout")

@@ -195,6 +195,7 @@ class SipServer:
                 hang_up=self._hang_up,
                 transfer=self._transfer,
                 send_deviation=self._record_deviation,
+                caller_to_model=self.services.timings.caller_to_model.add,
             )
             if not await call.bind(self.host, settings.sip_rtp_port_range):
                 log.warning("no free RTP port; refusing the call")
@@ -294,6 +295,18 @@ class SipServer:
             rtp_wrong_payload_type=rx.wrong_payload_type,
             rtp_malformed=rx.malformed,
         )
+
+    def stats(self) -> dict[str, object]:
+        """For /stats: how late RTP packets left behind their 20 ms grid (p50/p99/max, ms)."""
+        count = min(self.send_deviation_count, DEVIATION_SAMPLES)
+        values = sorted(self.send_deviations[:count])
+        summary: dict[str, object] = {"active_calls": len(self.calls), "packets": count}
+        if values:
+            for name, q in (("p50", 0.5), ("p99", 0.99), ("max", 1.0)):
+                summary[f"rtp_send_late_{name}_ms"] = round(
+                    values[min(count - 1, int(q * count))] * 1000, 3
+                )
+        return summary
 
     def _record_deviation(self, seconds: float) -> None:
         self.send_deviations[self.send_deviation_count % DEVIATION_SAMPLES] = seconds
