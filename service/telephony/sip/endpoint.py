@@ -23,8 +23,22 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
+from service.telephony.sip.dialog import (
+    T1,
+    T2,
+    Action,
+    Address,
+    CallConfirmed,
+    CallEnded,
+    CallOffered,
+    Dialog,
+    MediaChanged,
+    PendingRequest,
+    RequestAnswered,
+    TransferProgress,
+    Transmit,
+)
 from service.telephony.sip.digest import DigestChallenger
 from service.telephony.sip.message import (
     SipMessage,
@@ -36,9 +50,13 @@ from service.telephony.sip.message import (
     parse,
     uri_user,
 )
-from service.telephony.sip.sdp import MediaOffer, SdpError, parse_offer
+from service.telephony.sip.outbound import OutboundCalls
+from service.telephony.sip.sdp import SdpError, parse_offer
 
 __all__ = [
+    "T1",
+    "T2",
+    "Action",
     "CallConfirmed",
     "CallEnded",
     "CallOffered",
@@ -49,107 +67,10 @@ __all__ = [
     "Transmit",
 ]
 
-T1 = 0.5  # §17.1.1.1 RTT estimate
-T2 = 4.0
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY"
-Address = tuple[str, int]
 
 
-@dataclass(frozen=True, slots=True)
-class Transmit:
-    data: bytes
-    address: Address
-
-
-@dataclass(frozen=True, slots=True)
-class CallOffered:
-    call_id: str
-    from_user: str
-    to_user: str
-    offer: MediaOffer
-    source: Address
-    headers: dict[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class CallConfirmed:
-    call_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class MediaChanged:
-    """A re-INVITE moved the far end's media or put the call on (or off) hold."""
-
-    call_id: str
-    offer: MediaOffer
-
-
-@dataclass(frozen=True, slots=True)
-class CallEnded:
-    call_id: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class RequestAnswered:
-    """The final response to one of our in-dialog requests (0: it timed out, §17.1.2.2)."""
-
-    call_id: str
-    method: str
-    status: int
-
-
-@dataclass(frozen=True, slots=True)
-class TransferProgress:
-    """A NOTIFY of our REFER (RFC 3515 §2.4.5): the status line of the transferee's call."""
-
-    call_id: str
-    status: int
-
-
-Action = (
-    Transmit
-    | CallOffered
-    | CallConfirmed
-    | MediaChanged
-    | CallEnded
-    | RequestAnswered
-    | TransferProgress
-)
-
-
-@dataclass(slots=True)
-class _Request:
-    """One of our in-dialog requests (BYE) awaiting its response (§17.1.2 timers E and F)."""
-
-    data: bytes
-    branch: str
-    method: str
-    next_at: float
-    interval: float
-    give_up_at: float
-
-
-@dataclass(slots=True)
-class _Call:
-    call_id: str
-    invite: SipMessage
-    source: Address
-    local_tag: str
-    offer: MediaOffer
-    state: str = "offered"  # offered → answered → confirmed → ended
-    last_response: bytes = b""
-    answer_sdp: bytes = b""
-    local_cseq: int = 0
-    retransmit_at: float = 0.0
-    retransmit_interval: float = T1
-    give_up_at: float = 0.0
-    forget_at: float = 0.0
-    pending: _Request | None = None
-    routes: list[str] = field(default_factory=list)
-
-
-class SipEndpoint:
+class SipEndpoint(OutboundCalls):
     def __init__(
         self,
         *,
@@ -164,7 +85,7 @@ class SipEndpoint:
         self.allowed = [ipaddress.ip_network(cidr, strict=False) for cidr in allowed_sources]
         self.digest = DigestChallenger(*credentials) if credentials else None
         self.random_token = random_token
-        self.calls: dict[str, _Call] = {}
+        self.calls: dict[str, Dialog] = {}
         # Counters (monotonic).
         self.malformed = 0
         self.refused = 0
@@ -193,6 +114,8 @@ class SipEndpoint:
         """Retransmit what is due, give up on what timed out, forget old calls."""
         actions: list[Action] = []
         for call in list(self.calls.values()):
+            if call.state == "calling":
+                actions += self._poll_calling(call, now)
             if call.state == "answered":
                 if now >= call.give_up_at:
                     # §13.3.1.4: no ACK within 64·T1: the dialog is confirmed then torn down.
@@ -218,6 +141,9 @@ class SipEndpoint:
     @property
     def next_deadline(self) -> float | None:
         times = [c.retransmit_at for c in self.calls.values() if c.state == "answered"]
+        times += [
+            min(c.retransmit_at, c.give_up_at) for c in self.calls.values() if c.state == "calling"
+        ]
         times += [c.pending.next_at for c in self.calls.values() if c.pending is not None]
         times += [c.forget_at for c in self.calls.values() if c.state == "ended"]
         return min(times, default=None)
@@ -249,6 +175,9 @@ class SipEndpoint:
             return []
         if call.state == "offered":
             return self.reject(call_id, 480, "Temporarily Unavailable", now)
+        if call.state == "calling":
+            self._end(call, now)
+            return [self._cancel(call)]
         return self._bye(call, now)
 
     # --- requests ----------------------------------------------------------------------------
@@ -318,7 +247,7 @@ class SipEndpoint:
                 request, 488, "Not Acceptable Here", to_tag=self.random_token()
             )
             return [self._send(response, source)]
-        call = _Call(request.call_id, request, source, self.random_token(), offer)
+        call = Dialog(request.call_id, request, source, self.random_token(), offer)
         call.routes = request.get_all("record-route")
         self.calls[call.call_id] = call
         headers = {name: value for name, value in request.headers if name.startswith("x-")}
@@ -336,7 +265,7 @@ class SipEndpoint:
         ]
 
     def _in_call(
-        self, call: _Call, request: SipMessage, source: Address, now: float
+        self, call: Dialog, request: SipMessage, source: Address, now: float
     ) -> list[Action]:
         method = request.method
         if method == "CANCEL":
@@ -368,7 +297,7 @@ class SipEndpoint:
             return [ok]
         return [self._reply(call, request, 405, "Method Not Allowed", headers=self._allow())]
 
-    def _reinvite(self, call: _Call, request: SipMessage, source: Address) -> list[Action]:
+    def _reinvite(self, call: Dialog, request: SipMessage, source: Address) -> list[Action]:
         if call.state not in ("answered", "confirmed"):
             # §14.2: a second INVITE while the first is pending.
             return [
@@ -389,7 +318,7 @@ class SipEndpoint:
             MediaChanged(call.call_id, offer),
         ]
 
-    def _on_ack(self, call: _Call | None, request: SipMessage) -> list[Action]:
+    def _on_ack(self, call: Dialog | None, request: SipMessage) -> list[Action]:
         if call is None or call.state != "answered":
             return []  # an ACK for a non-2xx final response or a retransmission: absorbed
         call.state = "confirmed"
@@ -399,6 +328,8 @@ class SipEndpoint:
 
     def _on_response(self, response: SipMessage, now: float) -> list[Action]:
         call = self.calls.get(response.call_id)
+        if call is not None and call.outbound and response.cseq[1] == "INVITE":
+            return self._on_invite_response(call, response, now)
         if call is None or call.pending is None or response.branch != call.pending.branch:
             return []
         if response.status < 200:
@@ -421,13 +352,13 @@ class SipEndpoint:
         extra = [("refer-to", f"<{refer_to}>"), ("referred-by", contact), ("contact", contact)]
         return self._in_dialog_request(call, "REFER", now, extra)
 
-    def _bye(self, call: _Call, now: float) -> list[Action]:
+    def _bye(self, call: Dialog, now: float) -> list[Action]:
         self._end(call, now)
         return self._in_dialog_request(call, "BYE", now)
 
     def _in_dialog_request(
         self,
-        call: _Call,
+        call: Dialog,
         method: str,
         now: float,
         extra: list[tuple[str, str]] | None = None,
@@ -436,32 +367,36 @@ class SipEndpoint:
         call.local_cseq += 1
         branch = f"z9hG4bK{self.random_token()}"
         invite = call.invite
+        if call.outbound:
+            local, remote, target = self._outbound_parties(call)
+        else:
+            local, remote = self._local_party(call), invite.get("from")
+            target = name_addr_uri(invite.get("contact")) or name_addr_uri(invite.get("from"))
         headers = [
             ("via", f"SIP/2.0/UDP {self._host_port()};branch={branch};rport"),
             ("max-forwards", "70"),
-            ("from", self._local_party(call)),
-            ("to", invite.get("from")),
+            ("from", local),
+            ("to", remote),
             ("call-id", call.call_id),
             ("cseq", f"{call.local_cseq} {method}"),
         ]
         headers += [("route", route) for route in call.routes]
         headers += extra or []
-        target = name_addr_uri(invite.get("contact")) or name_addr_uri(invite.get("from"))
         data = build_request(method, target, headers).to_bytes()
-        call.pending = _Request(data, branch, method, now + T1, T1, now + 64 * T1)
+        call.pending = PendingRequest(data, branch, method, now + T1, T1, now + 64 * T1)
         return [Transmit(data, call.source)]
 
-    def _local_party(self, call: _Call) -> str:
+    def _local_party(self, call: Dialog) -> str:
         to = call.invite.get("to")
         return to if header_param(to, "tag") else f"{to};tag={call.local_tag}"
 
-    def _end(self, call: _Call, now: float) -> None:
+    def _end(self, call: Dialog, now: float) -> None:
         call.state = "ended"
         call.forget_at = now + 64 * T1
 
     def _reply(
         self,
-        call: _Call,
+        call: Dialog,
         request: SipMessage,
         status: int,
         reason: str,
