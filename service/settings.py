@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     sip_jitter_ms: int = Field(60, ge=0, le=200)
     # No caller RTP for this long ends the call (reason rtp_timeout).
     sip_rtp_timeout_seconds: float = 30.0
+    # host:port outbound INVITEs go to (your trunk's termination URI); empty: no SIP dialling.
+    sip_outbound_proxy: str = ""
 
     # --- Operations -------------------------------------------------------------------------
     # Calls this process takes at once (streams plus calls between webhook and stream); beyond
@@ -136,13 +138,13 @@ class Settings(BaseSettings):
             raise ValueError("PUBLIC_URL must look like https://host[:port]")
         return value.rstrip("/")
 
-    @field_validator("sip_listen")
+    @field_validator("sip_listen", "sip_outbound_proxy")
     @classmethod
     def _check_sip_listen(cls, value: str) -> str:
         if value:
             host, _, port = value.rpartition(":")
             if not host or not port.isdigit():
-                raise ValueError("SIP_LISTEN must look like host:port")
+                raise ValueError("SIP_LISTEN and SIP_OUTBOUND_PROXY must look like host:port")
         return value
 
     @field_validator("sip_rtp_ports")

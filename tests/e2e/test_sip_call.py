@@ -289,3 +289,39 @@ async def test_end_call_says_goodbye_then_sends_bye(make_service, local_model) -
     record, _ = await ended_record(service, phone)
     assert record["end_reason"] == "agent_hangup"
     await phone.close()
+
+
+async def test_outbound_call_through_a_digest_challenging_trunk(make_service, local_model) -> None:
+    from service.telephony.events import CarrierError
+
+    far_end = SipPhone(("127.0.0.1", 9), from_user="+15557654321")
+    await far_end.open()
+    far_end.answer_calls(challenge=("trunk", "secret"))
+    service, _ = await sip_service(
+        make_service,
+        local_model,
+        sip_outbound_proxy=f"127.0.0.1:{far_end.sip_port}",
+        sip_username="trunk",
+        sip_password="secret",
+    )
+    sip = service.services.sip
+    call_sid = await sip.dial("+15557654321", from_number="+15550100")
+    assert far_end.invites_answered == 1
+    await wait_heard(far_end, 1)  # the agent's greeting reached the called party
+    await service.services.writer.flush(timeout=5)
+    record = await service.services.store.get_call(call_sid)
+    assert (record["direction"], record["carrier"], record["to"]) == (
+        "outbound",
+        "sip",
+        "+15557654321",
+    )
+    assert record["sip_call_id"] == far_end.call_id
+    # A trunk that keeps refusing the credentials: the dial fails clearly.
+    far_end.challenge = ("trunk", "other")
+    try:
+        await sip.dial("+15557654321")
+    except CarrierError as exc:
+        assert "rejected_407" in str(exc)
+    else:
+        raise AssertionError("a refused dial must raise")
+    await far_end.close()

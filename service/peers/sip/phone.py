@@ -104,6 +104,10 @@ class SipPhone:
         self.ended_by_server = asyncio.Event()
         self.requests_received: list[str] = []
         self.refer_to = ""
+        self.answering = False
+        self.challenge: tuple[str, str] | None = None
+        self.nonces: set[str] = set()
+        self.invites_answered = 0
         # What the NOTIFYs of a REFER say: first the progress, then the outcome.
         self.transfer_outcome = ("SIP/2.0 100 Trying", "SIP/2.0 200 OK")
         self._say: deque[bytes] = deque()
@@ -273,6 +277,9 @@ class SipPhone:
                 self.send_ack()  # a retransmitted 200: our ACK was lost (§13.2.2.4)
             return
         self.requests_received.append(method)
+        if method == "INVITE" and self.answering:
+            self._answer(data, addr, headers)
+            return
         if method == "REFER":
             self.refer_to = headers.get("refer-to", "")
             self._reply(data, addr, b"202 Accepted")
@@ -292,13 +299,91 @@ class SipPhone:
                 self.ended_by_server.set()
                 asyncio.get_running_loop().create_task(self.stop_media())
 
-    def _reply(self, request: bytes, addr: tuple[str, int], status: bytes) -> None:
+    def answer_calls(self, challenge: tuple[str, str] | None = None) -> None:
+        """Act as the called party: answer INVITEs (after a 407 digest challenge when
+        ``challenge`` = (user, password) is given) and start media."""
+        self.answering = True
+        self.challenge = challenge
+
+    def _answer(self, data: bytes, addr: tuple[str, int], headers: dict[str, str]) -> None:
+        if self.challenge is not None and not self._authorised(headers):
+            nonce = os.urandom(8).hex()
+            self.nonces.add(nonce)
+            self._reply(
+                data,
+                addr,
+                b"407 Proxy Authentication Required",
+                extra=(
+                    f'Proxy-Authenticate: Digest realm="phone", nonce="{nonce}", '
+                    'algorithm=MD5, qop="auth"\r\n'
+                ).encode(),
+                to_tag=True,
+            )
+            return
+        body = data.partition(b"\r\n\r\n")[2].decode(errors="replace")
+        lines = body.split("\r\n")
+        address = next(line.split()[-1] for line in lines if line.startswith("c="))
+        port = next(int(line.split()[1]) for line in lines if line.startswith("m=audio"))
+        self.remote_rtp = (address, port)
+        self.call_id = headers.get("call-id", "")
+        self.invites_answered += 1
+        sdp = self.offer().replace(f"RTP/AVP {self.offer_payload_types}", "RTP/AVP 0 101")
+        self._reply(data, addr, b"200 OK", body=sdp.encode(), to_tag=True)
+        if self._pacer is None:
+            self._pacer = asyncio.get_running_loop().create_task(self._pace())
+
+    def _authorised(self, headers: dict[str, str]) -> bool:
+        """RFC 2617 §3.2.2 with qop=auth, MD5, written out here (a peer shares no code)."""
+        import hashlib
+
+        value = headers.get("proxy-authorization", "")
+        if not value.startswith("Digest ") or self.challenge is None:
+            return False
+        params = {}
+        for part in value[7:].split(","):
+            key, _, raw = part.strip().partition("=")
+            params[key] = raw.strip('"')
+        if params.get("nonce") not in self.nonces or params.get("username") != self.challenge[0]:
+            return False
+
+        def md5(text: str) -> str:
+            return hashlib.md5(text.encode()).hexdigest()
+
+        ha1 = md5(f"{self.challenge[0]}:phone:{self.challenge[1]}")
+        ha2 = md5(f"INVITE:{params.get('uri', '')}")
+        expected = md5(
+            f"{ha1}:{params['nonce']}:{params.get('nc', '')}:{params.get('cnonce', '')}:"
+            f"{params.get('qop', '')}:{ha2}"
+        )
+        return expected == params.get("response")
+
+    def _reply(
+        self,
+        request: bytes,
+        addr: tuple[str, int],
+        status: bytes,
+        *,
+        extra: bytes = b"",
+        body: bytes = b"",
+        to_tag: bool = False,
+    ) -> None:
         head = request.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]
         names = (b"via", b"from", b"to", b"call-id", b"cseq")
         keep = [line for line in head if line.split(b":")[0].strip().lower() in names]
-        reply = b"SIP/2.0 " + status + b"\r\n" + b"\r\n".join(keep)
+        if to_tag:
+            keep = [
+                line + b";tag=" + self.from_tag.encode()
+                if line.lower().startswith(b"to:") and b"tag=" not in line
+                else line
+                for line in keep
+            ]
+            contact = f"Contact: <sip:{self.from_user}@{self.host}:{self.sip_port}>\r\n"
+            extra += contact.encode()
+        if body:
+            extra += b"Content-Type: application/sdp\r\n"
+        reply = b"SIP/2.0 " + status + b"\r\n" + b"\r\n".join(keep) + b"\r\n" + extra
         assert self._sip is not None
-        self._sip.sendto(reply + b"\r\nContent-Length: 0\r\n\r\n", addr)
+        self._sip.sendto(reply + f"Content-Length: {len(body)}\r\n\r\n".encode() + body, addr)
 
     async def _report_transfer(self) -> None:
         """RFC 3515 §2.4.4: the referred call's progress as NOTIFY message/sipfrag."""

@@ -171,10 +171,13 @@ class SipCall:
             self.transport.close()
 
     def update_media(self, offer: MediaOffer) -> None:
-        """A re-INVITE: new address (latch again on its first packet) and hold state."""
+        """A re-INVITE (or our offer's answer): new address (latch again on its first
+        packet), hold state, and the answer's telephone-event payload type."""
         self.remote = (offer.address, offer.port)
         self._latched = False
         self.on_hold = offer.on_hold
+        if offer.telephone_event is not None:
+            self.receiver.telephone_event = offer.telephone_event
 
     # --- receive ------------------------------------------------------------------------------
 

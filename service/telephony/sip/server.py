@@ -20,18 +20,19 @@ import structlog
 
 from service.telephony.events import CallStarted, CarrierError
 from service.telephony.sip.call import SipCall
-from service.telephony.sip.endpoint import (
+from service.telephony.sip.dialog import (
     Action,
+    CallAnswered,
     CallConfirmed,
     CallEnded,
     CallOffered,
     MediaChanged,
     RequestAnswered,
-    SipEndpoint,
     TransferProgress,
     Transmit,
 )
-from service.telephony.sip.sdp import SdpError, build_answer
+from service.telephony.sip.endpoint import SipEndpoint
+from service.telephony.sip.sdp import PCMU, MediaOffer, SdpError, build_answer, build_offer
 
 if TYPE_CHECKING:
     from service.services import Services
@@ -40,6 +41,7 @@ __all__ = ["SipServer", "call_sid_for"]
 
 MAX_DATAGRAM = 65_535
 DEVIATION_SAMPLES = 100_000
+DIAL_EVENT_PT = 101  # the telephone-event payload type of our own offers
 log = structlog.get_logger(__name__)
 
 
@@ -84,6 +86,7 @@ class SipServer:
         self._wake = asyncio.Event()
         self._answers: dict[tuple[str, str], asyncio.Future[int]] = {}
         self._trunk_hosts: dict[str, str] = {}
+        self._dialling: dict[str, asyncio.Future[CallAnswered | CallEnded]] = {}
         # Pacer lateness behind the 20 ms grid, newest DEVIATION_SAMPLES (8 bytes each).
         self.send_deviations = array("d", bytes(8 * DEVIATION_SAMPLES))
         self.send_deviation_count = 0
@@ -134,6 +137,8 @@ class SipServer:
             elif isinstance(action, MediaChanged):
                 if (call := self.calls.get(action.call_id)) is not None:
                     call.update_media(action.offer)
+            elif isinstance(action, CallAnswered | CallEnded) and self._resolve_dial(action):
+                pass  # an outbound call's outcome, awaited by ``dial``
             elif isinstance(action, CallEnded):
                 if (call := self.calls.get(action.call_id)) is not None:
                     call.end(action.reason)
@@ -242,7 +247,10 @@ class SipServer:
             carrier_fields={"sip_call_id": offered.call_id},
             parameters=offered.headers,
         )
-        worker = factory.start(started, call.send)
+        await self._run_worker(call, started)
+
+    async def _run_worker(self, call: SipCall, started: CallStarted) -> None:
+        worker = self.services.factory.start(started, call.send)
         call.start(worker)
         reason = "stream_closed"
         try:
@@ -252,6 +260,94 @@ class SipServer:
             self._record_totals(call)
             worker.finish(reason)
             await worker.close()
+
+    # --- outbound ----------------------------------------------------------------------------
+
+    async def dial(self, to_number: str, *, from_number: str = "") -> str:
+        """Call ``to_number`` through ``SIP_OUTBOUND_PROXY`` (digest with SIP_USERNAME/
+        SIP_PASSWORD when challenged); returns the call's ``call_sid`` once it is answered and
+        the agent runs it. Raises ``CarrierError`` when it is not answered."""
+        settings = self.services.settings
+        if not settings.sip_outbound_proxy:
+            raise CarrierError("SIP_OUTBOUND_PROXY is not set")
+        host, _, port = settings.sip_outbound_proxy.rpartition(":")
+        destination = (host.strip("[]"), int(port))
+        call = SipCall(
+            "",
+            "",
+            MediaOffer(destination[0], 0, [PCMU], telephone_event=DIAL_EVENT_PT),
+            jitter_ms=settings.sip_jitter_ms,
+            rtp_timeout=settings.sip_rtp_timeout_seconds,
+            hang_up=self._hang_up,
+            transfer=self._transfer,
+            send_deviation=self._record_deviation,
+            caller_to_model=self.services.timings.caller_to_model.add,
+        )
+        if not await call.bind(self.host, settings.sip_rtp_port_range):
+            raise CarrierError("no free RTP port")
+        loop = asyncio.get_running_loop()
+        password = settings.sip_password.get_secret_value()
+        offer = build_offer(self.public_address, call.port, int.from_bytes(os.urandom(3), "big"))
+        call_id, actions = self.endpoint.dial(
+            request_uri=f"sip:{to_number}@{settings.sip_outbound_proxy}",
+            from_user=from_number,
+            sdp=offer,
+            destination=destination,
+            now=loop.time(),
+            credentials=(settings.sip_username, password) if settings.sip_username else None,
+        )
+        call.call_id, call.call_sid = call_id, call_sid_for(call_id)
+        outcome: asyncio.Future[CallAnswered | CallEnded] = loop.create_future()
+        self._dialling[call_id] = outcome
+        self.calls[call_id] = call
+        self._trunk_hosts[call_id] = destination[0]
+        self.services.factory.prewarm(call.call_sid, to_number)
+        self._act(actions)
+        try:
+            result = await outcome
+        except BaseException:
+            self._hang_up(call_id)
+            await self._forget(call)
+            raise
+        if isinstance(result, CallEnded):
+            await self._forget(call)
+            raise CarrierError(f"the call was not answered ({result.reason})")
+        call.update_media(result.answer)
+        started = CallStarted(
+            call_sid=call.call_sid,
+            carrier="sip",
+            from_number=from_number,
+            to_number=to_number,
+            direction="outbound",
+            carrier_fields={"sip_call_id": call_id},
+        )
+        self._spawn(self._run_outbound(call, started))
+        return call.call_sid
+
+    async def _run_outbound(self, call: SipCall, started: CallStarted) -> None:
+        with structlog.contextvars.bound_contextvars(transport="sip", call_sid=call.call_sid):
+            try:
+                await self._run_worker(call, started)
+            except Exception:
+                log.exception("SIP call failed")
+                call.end("internal_error")
+                self._hang_up(call.call_id)
+            finally:
+                await self._forget(call)
+
+    async def _forget(self, call: SipCall) -> None:
+        await call.close()
+        self.calls.pop(call.call_id, None)
+        self._trunk_hosts.pop(call.call_id, None)
+        self._dialling.pop(call.call_id, None)
+
+    def _resolve_dial(self, action: CallAnswered | CallEnded) -> bool:
+        waiter = self._dialling.pop(action.call_id, None)
+        if waiter is None:
+            return False
+        if not waiter.done():
+            waiter.set_result(action)
+        return True
 
     async def _transfer(self, call_id: str, target: str) -> None:
         """RFC 3515: REFER the caller to ``target``; raises ``CarrierError`` unless the far
