@@ -16,7 +16,8 @@ Columns:
 * ``c→m``       caller RTP packet arrival → handed to the model session, p50/p99 ms (/stats).
 * ``m→c``       model audio delta → queued for RTP, p50/p99 ms (/stats); the packet then
   leaves on the next 20 ms tick (by design: paced playout).
-* ``rtp late``  how late our RTP packets left behind their 20 ms grid, p50/p99/max ms.
+* ``rtp late``  how late the media clock's ticks (each sends one packet per call) ran
+  behind their 20 ms grid, p50/p99/max ms (/stats ``sip``).
 * ``rss/call``  (peak − idle service VmRSS) / N, MB.
 * ``fail``      calls that were not answered 200 or ended early; ``barge`` calls with a barge-in.
 

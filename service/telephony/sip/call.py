@@ -3,9 +3,9 @@
 * Receive: RTP datagrams → :class:`RtpReceiver` (reorder, silence fill, RFC 4733) → an
   ordered inbox → ``worker.on_event``. Symmetric RTP (RFC 4961): we send to where the
   caller's packets come from once one has arrived.
-* Send: the worker's ``PlayAudio``/``PlaceMark`` go into a :class:`PlayoutBuffer`; a pacer
-  puts one 20 ms packet on the wire per tick of a monotonic grid (a late tick sends at once
-  and the grid stays put, so the rate has no drift; past 200 ms behind, the grid restarts).
+* Send: the worker's ``PlayAudio``/``PlaceMark`` go into a :class:`PlayoutBuffer`; the
+  process's media clock (``clock.MediaClock``) calls :meth:`SipCall.tick` every 20 ms and
+  each tick puts one packet on the wire.
   A mark is echoed when the packet holding its last byte departs, so "heard" is "sent"
   (minus the far end's jitter buffer). ``ClearPlayback`` empties the buffer synchronously:
   no packet of the interrupted audio leaves after it (barge-in is exact to one packet).
@@ -50,9 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SipCall"]
 
-FRAME_SECONDS = 0.020
 FRAME_BYTES = 160
-RESYNC_SECONDS = 0.2
 INBOX_LIMIT = 2000  # 40 s of caller audio: far more than a stalled worker should ever hold
 SILENCE = bytes([ULAW_SILENCE]) * FRAME_BYTES
 
@@ -81,7 +79,6 @@ class SipCall:
         rtp_timeout: float,
         hang_up: Callable[[str], None],
         transfer: Callable[[str, str], Awaitable[None]] | None = None,
-        send_deviation: Callable[[float], None] | None = None,
         caller_to_model: Callable[[float], None] | None = None,
     ) -> None:
         self.call_id = call_id
@@ -102,7 +99,6 @@ class SipCall:
         self.rtp_timeout = rtp_timeout
         self._hang_up = hang_up
         self._transfer = transfer
-        self._send_deviation = send_deviation
         self._caller_to_model = caller_to_model
         self.transport: asyncio.DatagramTransport | None = None
         self.port = 0
@@ -141,10 +137,7 @@ class SipCall:
     def start(self, worker: CarrierCall) -> None:
         self.worker = worker
         self.started_at = asyncio.get_running_loop().time()
-        self._tasks = [
-            asyncio.create_task(self._pace()),
-            asyncio.create_task(self._deliver()),
-        ]
+        self._tasks = [asyncio.create_task(self._deliver())]
 
     async def wait(self) -> str:
         await self._done.wait()
@@ -244,22 +237,8 @@ class SipCall:
                 raise CarrierError("this SIP call cannot be transferred")
             await self._transfer(self.call_id, command.target)
 
-    async def _pace(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
-        while True:
-            next_at += FRAME_SECONDS
-            delay = next_at - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -RESYNC_SECONDS:
-                next_at = loop.time()  # the host stalled: restart the grid rather than burst
-            late = loop.time() - next_at
-            if self._send_deviation is not None:
-                self._send_deviation(late)
-            self._tick(loop.time())
-
-    def _tick(self, now: float) -> None:
+    def tick(self, now: float) -> None:
+        """One 20 ms step of the media clock (``clock.MediaClock``): one packet out."""
         if self.on_hold:
             self._held_at = now  # a held caller may send nothing (``inactive``): not a timeout
         heard_from = max(self.receiver.last_packet_at or 0.0, self.started_at, self._held_at)

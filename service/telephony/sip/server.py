@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from array import array
 from typing import TYPE_CHECKING
 
 import structlog
 
 from service.telephony.events import CallStarted, CarrierError
 from service.telephony.sip.call import SipCall
+from service.telephony.sip.clock import MediaClock, Ticking
 from service.telephony.sip.dialog import (
     Action,
     CallAnswered,
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["SipServer", "call_sid_for"]
 
 MAX_DATAGRAM = 65_535
-DEVIATION_SAMPLES = 100_000
 DIAL_EVENT_PT = 101  # the telephone-event payload type of our own offers
 log = structlog.get_logger(__name__)
 
@@ -87,9 +86,7 @@ class SipServer:
         self._answers: dict[tuple[str, str], asyncio.Future[int]] = {}
         self._trunk_hosts: dict[str, str] = {}
         self._dialling: dict[str, asyncio.Future[CallAnswered | CallEnded]] = {}
-        # Pacer lateness behind the 20 ms grid, newest DEVIATION_SAMPLES (8 bytes each).
-        self.send_deviations = array("d", bytes(8 * DEVIATION_SAMPLES))
-        self.send_deviation_count = 0
+        self.clock = MediaClock(on_failure=self._media_failed)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -112,6 +109,7 @@ class SipServer:
             await asyncio.wait(self._tasks, timeout=5.0)
         if self._timer is not None:
             self._timer.cancel()
+        await self.clock.stop()
         if self.transport is not None:
             self.transport.close()
 
@@ -199,7 +197,6 @@ class SipServer:
                 rtp_timeout=settings.sip_rtp_timeout_seconds,
                 hang_up=self._hang_up,
                 transfer=self._transfer,
-                send_deviation=self._record_deviation,
                 caller_to_model=self.services.timings.caller_to_model.add,
             )
             if not await call.bind(self.host, settings.sip_rtp_port_range):
@@ -252,10 +249,12 @@ class SipServer:
     async def _run_worker(self, call: SipCall, started: CallStarted) -> None:
         worker = self.services.factory.start(started, call.send)
         call.start(worker)
+        self.clock.add(call)
         reason = "stream_closed"
         try:
             reason = await call.wait()
         finally:
+            self.clock.remove(call)
             self.services.calls.remove(worker.call_sid, worker)
             self._record_totals(call)
             worker.finish(reason)
@@ -280,7 +279,6 @@ class SipServer:
             rtp_timeout=settings.sip_rtp_timeout_seconds,
             hang_up=self._hang_up,
             transfer=self._transfer,
-            send_deviation=self._record_deviation,
             caller_to_model=self.services.timings.caller_to_model.add,
         )
         if not await call.bind(self.host, settings.sip_rtp_port_range):
@@ -349,6 +347,11 @@ class SipServer:
             waiter.set_result(action)
         return True
 
+    def _media_failed(self, ticking: Ticking) -> None:
+        if isinstance(ticking, SipCall):
+            ticking.end("internal_error")
+            self._hang_up(ticking.call_id)
+
     async def _transfer(self, call_id: str, target: str) -> None:
         """RFC 3515: REFER the caller to ``target``; raises ``CarrierError`` unless the far
         end accepts (202). A phone number goes to the trunk that sent the call."""
@@ -393,17 +396,5 @@ class SipServer:
         )
 
     def stats(self) -> dict[str, object]:
-        """For /stats: how late RTP packets left behind their 20 ms grid (p50/p99/max, ms)."""
-        count = min(self.send_deviation_count, DEVIATION_SAMPLES)
-        values = sorted(self.send_deviations[:count])
-        summary: dict[str, object] = {"active_calls": len(self.calls), "packets": count}
-        if values:
-            for name, q in (("p50", 0.5), ("p99", 0.99), ("max", 1.0)):
-                summary[f"rtp_send_late_{name}_ms"] = round(
-                    values[min(count - 1, int(q * count))] * 1000, 3
-                )
-        return summary
-
-    def _record_deviation(self, seconds: float) -> None:
-        self.send_deviations[self.send_deviation_count % DEVIATION_SAMPLES] = seconds
-        self.send_deviation_count += 1
+        """For /stats: live SIP calls and how late RTP ticks ran behind their 20 ms grid."""
+        return {"active_calls": len(self.calls), **self.clock.summary_ms()}
