@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     sip_rtp_timeout_seconds: float = 30.0
     # host:port outbound INVITEs go to (your trunk's termination URI); empty: no SIP dialling.
     sip_outbound_proxy: str = ""
+    # host:port of a registrar to keep us registered at (as SIP_USERNAME, with digest);
+    # empty: no REGISTER (the trunk sends calls to SIP_LISTEN by address).
+    sip_registrar: str = ""
 
     # --- Operations -------------------------------------------------------------------------
     # Calls this process takes at once (streams plus calls between webhook and stream); beyond
@@ -138,13 +141,13 @@ class Settings(BaseSettings):
             raise ValueError("PUBLIC_URL must look like https://host[:port]")
         return value.rstrip("/")
 
-    @field_validator("sip_listen", "sip_outbound_proxy")
+    @field_validator("sip_listen", "sip_outbound_proxy", "sip_registrar")
     @classmethod
-    def _check_sip_listen(cls, value: str) -> str:
+    def _check_sip_address(cls, value: str, info: ValidationInfo) -> str:
         if value:
             host, _, port = value.rpartition(":")
             if not host or not port.isdigit():
-                raise ValueError("SIP_LISTEN and SIP_OUTBOUND_PROXY must look like host:port")
+                raise ValueError(f"{info.field_name.upper()} must look like host:port")
         return value
 
     @field_validator("sip_rtp_ports")

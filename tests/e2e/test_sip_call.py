@@ -325,3 +325,48 @@ async def test_outbound_call_through_a_digest_challenging_trunk(make_service, lo
     else:
         raise AssertionError("a refused dial must raise")
     await far_end.close()
+
+
+async def test_the_edge_registers_with_digest_at_start(make_service, local_model) -> None:
+    """A registrar on loopback that challenges once, then grants 60 s."""
+    from service.telephony.sip.digest import DigestChallenger
+    from service.telephony.sip.message import build_response, parse
+
+    checker = DigestChallenger("agent", "pw", realm="127.0.0.1")
+    seen: list[str] = []
+
+    class Registrar(asyncio.DatagramProtocol):
+        def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
+            self.transport = transport
+
+        def datagram_received(self, data: bytes, addr) -> None:  # type: ignore[no-untyped-def]
+            request = parse(data)
+            seen.append(request.get("authorization"))
+            if checker.check(request.get("authorization"), "REGISTER"):
+                extra = [("contact", request.get("contact") + ";expires=60")]
+                response = build_response(request, 200, "OK", to_tag="r", headers=extra)
+            else:
+                challenge = [("www-authenticate", checker.challenge())]
+                response = build_response(request, 401, "Unauthorized", headers=challenge)
+            self.transport.sendto(response.to_bytes(), addr)
+
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(Registrar, local_addr=("127.0.0.1", 0))
+    port = transport.get_extra_info("sockname")[1]
+    try:
+        service, _ = await sip_service(
+            make_service,
+            local_model,
+            sip_registrar=f"127.0.0.1:{port}",
+            sip_username="agent",
+            sip_password="pw",
+        )
+        registration = service.services.sip.registration
+        for _ in range(100):
+            if registration.state is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert registration.state is not None and registration.state.expires == 60
+        assert seen[0] == "" and seen[1].startswith("Digest ")
+    finally:
+        transport.close()

@@ -425,6 +425,11 @@ class SipEndpoint(OutboundCalls):
     def _allow(self) -> list[tuple[str, str]]:
         return [("allow", ALLOW), ("accept", "application/sdp")]
 
+    @property
+    def contact_address(self) -> str:
+        """``host:port`` others reach us at (Contact, Via)."""
+        return self._host_port()
+
     def _host_port(self) -> str:
         host = f"[{self.contact_host}]" if ":" in self.contact_host else self.contact_host
         return f"{host}:{self.contact_port}"

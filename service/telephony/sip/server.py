@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import os
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,8 @@ from service.telephony.sip.dialog import (
     Transmit,
 )
 from service.telephony.sip.endpoint import SipEndpoint
+from service.telephony.sip.message import SipParseError, parse
+from service.telephony.sip.registration import Registration, RegistrationState
 from service.telephony.sip.sdp import PCMU, MediaOffer, SdpError, build_answer, build_offer
 
 if TYPE_CHECKING:
@@ -87,6 +90,7 @@ class SipServer:
         self._trunk_hosts: dict[str, str] = {}
         self._dialling: dict[str, asyncio.Future[CallAnswered | CallEnded]] = {}
         self.clock = MediaClock(on_failure=self._media_failed)
+        self.registration: Registration | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -97,6 +101,7 @@ class SipServer:
         self.port = transport.get_extra_info("sockname")[1]
         self.endpoint.contact_port = self.port
         self._timer = asyncio.create_task(self._run_timers())
+        self._start_registration(loop.time())
         log.info(
             "SIP edge listening", listen=f"{self.host}:{self.port}", public=self.public_address
         )
@@ -117,6 +122,11 @@ class SipServer:
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         now = asyncio.get_running_loop().time()
+        registration = self.registration
+        if registration is not None and data.startswith(b"SIP/2.0 "):
+            if registration.call_id.encode() in data:
+                self._registration_answered(data, now)
+                return
         try:
             actions = self.endpoint.receive(data[:MAX_DATAGRAM], (addr[0], addr[1]), now)
         except Exception:
@@ -154,6 +164,8 @@ class SipServer:
         loop = asyncio.get_running_loop()
         while True:
             deadline = self.endpoint.next_deadline
+            if self.registration is not None:
+                deadline = min(deadline or math.inf, self.registration.next_deadline)
             timeout = None if deadline is None else max(0.0, deadline - loop.time())
             self._wake.clear()
             try:
@@ -161,6 +173,47 @@ class SipServer:
             except TimeoutError:
                 pass
             self._act(self.endpoint.poll(loop.time()))
+            if self.registration is not None:
+                sent, state = self.registration.poll(loop.time())
+                self._act(list(sent))
+                self._registration_state(state)
+
+    # --- REGISTER ----------------------------------------------------------------------------
+
+    def _start_registration(self, now: float) -> None:
+        settings = self.services.settings
+        if not settings.sip_registrar:
+            return
+        host, _, port = settings.sip_registrar.rpartition(":")
+        password = settings.sip_password.get_secret_value()
+        self.registration = Registration(
+            registrar=(host.strip("[]"), int(port)),
+            domain=host.strip("[]"),
+            user=settings.sip_username or "voice-agent",
+            contact=self.endpoint.contact_address,
+            credentials=(settings.sip_username, password) if settings.sip_username else None,
+        )
+        self._act(list(self.registration.start(now)))
+
+    def _registration_answered(self, data: bytes, now: float) -> None:
+        assert self.registration is not None
+        try:
+            response = parse(data)
+        except SipParseError:
+            return
+        sent, state = self.registration.on_response(response, now)
+        self._act(list(sent))
+        self._registration_state(state)
+
+    def _registration_state(self, state: RegistrationState | None) -> None:
+        if state is None:
+            return
+        if state.expires:
+            log.info(
+                "registered", registrar=self.services.settings.sip_registrar, expires=state.expires
+            )
+        else:
+            log.warning("registration failed; retrying", status=state.status or "no answer")
 
     def _hang_up(self, call_id: str) -> None:
         self._act(self.endpoint.hang_up(call_id, asyncio.get_running_loop().time()))
