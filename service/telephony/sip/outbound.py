@@ -10,7 +10,8 @@ any other final response is ACKed and ends the call (``rejected_<status>``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
 from service.telephony.sip.dialog import (
     T1,
@@ -26,17 +27,31 @@ from service.telephony.sip.digest import answer_challenge
 from service.telephony.sip.message import SipMessage, build_request, header_param, name_addr_uri
 from service.telephony.sip.sdp import MediaOffer, SdpError, parse_offer
 
-if TYPE_CHECKING:
-    from service.telephony.sip.endpoint import SipEndpoint
-
 __all__ = ["OutboundCalls"]
 
 RING_TIMEOUT_SECONDS = 60.0
 
 
+class _Endpoint(Protocol):
+    """What the outbound half uses of the endpoint it is mixed into."""
+
+    calls: dict[str, Dialog]
+    contact_host: str
+    random_token: Callable[[], str]
+
+    def _host_port(self) -> str: ...
+    def _end(self, call: Dialog, now: float) -> None: ...
+    def _bye(self, call: Dialog, now: float) -> list[Action]: ...
+    def _send_invite(self, call: Dialog, now: float, auth: str = "") -> Transmit: ...
+    def _cancel(self, call: Dialog) -> Transmit: ...
+    def _ack(self, call: Dialog, response: SipMessage) -> Transmit: ...
+    def _non_2xx_ack(self, call: Dialog, response: SipMessage) -> Transmit: ...
+    def _bye_after_ack(self, call: Dialog, now: float) -> list[Action]: ...
+
+
 class OutboundCalls:
     def dial(
-        self: SipEndpoint,
+        self: _Endpoint,
         *,
         request_uri: str,
         from_user: str,
@@ -65,7 +80,7 @@ class OutboundCalls:
         self.calls[call_id] = call
         return call_id, [self._send_invite(call, now)]
 
-    def _send_invite(self: SipEndpoint, call: Dialog, now: float, auth: str = "") -> Transmit:
+    def _send_invite(self: _Endpoint, call: Dialog, now: float, auth: str = "") -> Transmit:
         call.local_cseq += 1
         branch = f"z9hG4bK{self.random_token()}"
         base = [(k, v) for k, v in call.invite.headers if k not in ("via", "cseq", "max-forwards")]
@@ -86,7 +101,7 @@ class OutboundCalls:
         call.last_response = call.invite.to_bytes()  # while calling: what we retransmit
         return Transmit(call.last_response, call.source)
 
-    def _poll_calling(self: SipEndpoint, call: Dialog, now: float) -> list[Action]:
+    def _poll_calling(self: _Endpoint, call: Dialog, now: float) -> list[Action]:
         if now >= call.give_up_at:
             ringing = call.retransmit_at == float("inf")
             self._end(call, now)
@@ -100,7 +115,7 @@ class OutboundCalls:
             return [Transmit(call.last_response, call.source)]
         return []
 
-    def _cancel(self: SipEndpoint, call: Dialog) -> Transmit:
+    def _cancel(self: _Endpoint, call: Dialog) -> Transmit:
         """§9.1: CANCEL copies the INVITE's Request-URI, Via (branch), From, To, Call-ID, CSeq."""
         invite = call.invite
         headers = [
@@ -114,7 +129,7 @@ class OutboundCalls:
         return Transmit(build_request("CANCEL", invite.uri, headers).to_bytes(), call.source)
 
     def _on_invite_response(
-        self: SipEndpoint, call: Dialog, response: SipMessage, now: float
+        self: _Endpoint, call: Dialog, response: SipMessage, now: float
     ) -> list[Action]:
         status = response.status
         if response.branch != call.invite.branch:
@@ -160,7 +175,7 @@ class OutboundCalls:
         self._end(call, now)
         return [ack, CallEnded(call.call_id, f"rejected_{status}")]
 
-    def _ack(self: SipEndpoint, call: Dialog, response: SipMessage) -> Transmit:
+    def _ack(self: _Endpoint, call: Dialog, response: SipMessage) -> Transmit:
         """§13.2.2.4: the ACK for a 2xx is its own transaction, sent to the remote target."""
         headers = [
             ("via", f"SIP/2.0/UDP {self._host_port()};branch=z9hG4bK{self.random_token()}"),
@@ -174,7 +189,7 @@ class OutboundCalls:
         target = name_addr_uri(response.get("contact")) or call.invite.uri
         return Transmit(build_request("ACK", target, headers).to_bytes(), call.source)
 
-    def _non_2xx_ack(self: SipEndpoint, call: Dialog, response: SipMessage) -> Transmit:
+    def _non_2xx_ack(self: _Endpoint, call: Dialog, response: SipMessage) -> Transmit:
         headers = [
             ("via", call.invite.get("via")),
             ("max-forwards", "70"),
@@ -185,11 +200,11 @@ class OutboundCalls:
         ]
         return Transmit(build_request("ACK", call.invite.uri, headers).to_bytes(), call.source)
 
-    def _bye_after_ack(self: SipEndpoint, call: Dialog, now: float) -> list[Action]:
+    def _bye_after_ack(self: _Endpoint, call: Dialog, now: float) -> list[Action]:
         call.state = "confirmed"
         return self._bye(call, now)
 
-    def _outbound_parties(self: SipEndpoint, call: Dialog) -> tuple[str, str, str]:
+    def _outbound_parties(self: _Endpoint, call: Dialog) -> tuple[str, str, str]:
         """(From, To, Request-URI) of our in-dialog requests on an outbound call (§12.2.1.1)."""
         to = call.remote_party or call.invite.get("to")
         if not header_param(to, "tag"):
