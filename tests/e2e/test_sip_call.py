@@ -184,8 +184,11 @@ async def test_garbage_options_and_a_stranger_never_disturb_a_call(
     phone.send_raw(bad)
     assert (await phone.request("OPTIONS")).status == 200
     heard_before = len(phone.heard)
-    await asyncio.sleep(0.5)
-    assert len(phone.heard) >= heard_before + 20  # media carried on
+    for _ in range(100):  # media carried on (bounded: a loaded machine may be slow)
+        if len(phone.heard) >= heard_before + 20:
+            break
+        await asyncio.sleep(0.05)
+    assert len(phone.heard) >= heard_before + 20
     assert any(r.status == 400 for r in phone.responses)  # the answerable one got a 400
     assert (await phone.bye()).status == 200
     await phone.close()
@@ -213,7 +216,10 @@ async def test_hold_stops_our_audio_and_resume_brings_it_back(make_service, loca
     await asyncio.sleep(0.5)
     assert len(phone.heard) == held_at  # nothing sent while held
     assert (await phone.reinvite("sendrecv")).status == 200
-    await asyncio.sleep(0.5)
+    for _ in range(100):
+        if len(phone.heard) >= held_at + 20:
+            break
+        await asyncio.sleep(0.05)
     assert len(phone.heard) >= held_at + 20
     assert len(service.services.calls) == 1  # a re-INVITE is not a second call
     assert (await phone.bye()).status == 200
