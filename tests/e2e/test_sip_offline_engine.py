@@ -9,7 +9,6 @@ import asyncio
 from service.agent.hotline.orders import seed_orders
 from service.audio.g711 import pcm16_to_ulaw
 from service.demo import BARGE_IN, HOTLINE_TURNS
-from service.modelserver.engine import SpeechScript
 from service.modelserver.engine.tts import speak
 from service.peers.sip import SipPhone
 from service.telephony.sip.server import call_sid_for
@@ -31,7 +30,7 @@ async def agent_has_spoken(phone: SipPhone, patience_s: float = 15.0) -> None:
 
 
 async def test_spoken_order_status_call_over_sip(make_service, local_model, tmp_path) -> None:
-    model = await local_model(SpeechScript(engine=engine()))
+    model = await local_model(engine=engine())
     service = await make_service(
         realtime_backend="local",
         local_realtime_url=model.url,
