@@ -278,7 +278,7 @@ class CallWorker:
             self._record("dtmf", digit=event.digit)
             await self.dtmf.add(event.digit)
         elif isinstance(event, CallEnded):
-            self.end_reason = self.end_reason or event.reason
+            self.end_reason = self.end_reason or "caller_hangup"
 
     # --- model side -------------------------------------------------------------------------
 

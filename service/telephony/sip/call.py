@@ -147,10 +147,10 @@ class SipCall:
         """The call is over (either side): stop media; ``wait()`` returns ``reason``."""
         if self.end_reason is None:
             self.end_reason = reason
-            if self.worker is not None:
-                self._push(CallEnded(reason))
+            if self.worker is not None and reason == "caller_hangup":
+                self._push(CallEnded(reason))  # the worker hears the caller left, in order
             else:
-                self._done.set()
+                self._done.set()  # ours to record: the runner finishes the worker with it
 
     async def close(self) -> None:
         for task in self._tasks:
