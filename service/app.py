@@ -16,6 +16,7 @@ from starlette.websockets import WebSocket
 from service.agent.hotline.orders import seed_orders
 from service.services import Services, build_services
 from service.settings import Settings
+from service.telephony.sip.server import SipServer
 from service.telephony.twilio.stream import MEDIA_PATH, run_media_stream
 from service.telephony.twilio.webhooks import status_callback, voice_webhook
 
@@ -69,6 +70,7 @@ async def stats(request: Request) -> Response:
             "active_calls": len(services.calls),
             "latency": services.timings.summary(),
             "store": services.writer.stats(),
+            **({"sip": services.sip.stats()} if services.sip is not None else {}),
         }
     )
 
@@ -118,10 +120,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "transfer_call cannot reach Twilio's REST API"
             )
         services.writer.start()
+        # The SIP trunk edge (README "SIP trunk"): its own UDP socket next to the HTTP server.
+        if settings.sip_listen:
+            sip = SipServer(services)
+            await sip.start()
+            services.sip = sip
         log.info("service ready", public_url=settings.public_url)
         try:
             yield
         finally:
+            if services.sip is not None:
+                await services.sip.stop()
             await services.aclose()
 
     routes = [

@@ -7,6 +7,7 @@ and call. Edges reach the middle through ``factory``; nothing here decides anyth
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from redis.asyncio import Redis
 
@@ -28,7 +29,22 @@ from service.store.writer import StoreWriter
 from service.telephony.twilio.rest import TwilioCalls
 from service.telephony.twilio.security import SignatureChecker, StreamTokens
 
-__all__ = ["ConfigurationError", "Services", "build_services", "configuration_problem"]
+__all__ = ["CarrierListener", "Services", "build_services"]
+
+__all__ = [
+    "CarrierListener",
+    "ConfigurationError",
+    "Services",
+    "build_services",
+    "configuration_problem",
+]
+
+
+class CarrierListener(Protocol):
+    """A carrier edge with its own socket (the SIP edge), started and stopped by the app."""
+
+    async def stop(self) -> None: ...
+    def stats(self) -> dict[str, object]: ...
 
 
 @dataclass
@@ -49,6 +65,7 @@ class Services:
     audit: ToolAudit | None = None
     twilio_calls: TwilioCalls | None = None  # Twilio's REST API, when credentials are set
     draining: bool = False
+    sip: CarrierListener | None = None  # the SIP edge, when SIP_LISTEN is set
 
     @property
     def full(self) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -94,6 +94,28 @@ class Settings(BaseSettings):
     # --- Media stream ----------------------------------------------------------------------
     max_frame_bytes: int = 64 * 1024
 
+    # --- SIP trunk (service/telephony/sip/; README "SIP trunk") ------------------------------
+    # host:port for SIP over UDP, e.g. 0.0.0.0:5060; empty: the SIP edge is off.
+    sip_listen: str = ""
+    # The address a trunk reaches us at, written into Contact and SDP (set it behind NAT);
+    # empty: the listen host (or 127.0.0.1 when listening on every interface).
+    sip_public_address: str = ""
+    sip_rtp_ports: str = Field("20000-20999", description="UDP range for RTP, first-last.")
+    # Comma-separated CIDRs whose requests are taken without digest; others are challenged
+    # when SIP_USERNAME/SIP_PASSWORD are set, else refused with 403.
+    sip_allowed_sources: str = "127.0.0.0/8,::1/128"
+    sip_username: str = ""
+    sip_password: SecretStr = SecretStr("")
+    # How long a gap in the caller's RTP may wait for a late packet before silence fills it.
+    sip_jitter_ms: int = Field(60, ge=0, le=200)
+    # No caller RTP for this long ends the call (reason rtp_timeout).
+    sip_rtp_timeout_seconds: float = 30.0
+    # host:port outbound INVITEs go to (your trunk's termination URI); empty: no SIP dialling.
+    sip_outbound_proxy: str = ""
+    # host:port of a registrar to keep us registered at (as SIP_USERNAME, with digest);
+    # empty: no REGISTER (the trunk sends calls to SIP_LISTEN by address).
+    sip_registrar: str = ""
+
     # --- Operations -------------------------------------------------------------------------
     # Calls this process takes at once (streams plus calls between webhook and stream); beyond
     # it the voice webhook refuses with busy TwiML (or dials OVERFLOW_NUMBER) and /readyz says
@@ -118,6 +140,32 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("PUBLIC_URL must look like https://host[:port]")
         return value.rstrip("/")
+
+    @field_validator("sip_listen", "sip_outbound_proxy", "sip_registrar")
+    @classmethod
+    def _check_sip_address(cls, value: str, info: ValidationInfo) -> str:
+        if value:
+            host, _, port = value.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"{info.field_name.upper()} must look like host:port")
+        return value
+
+    @field_validator("sip_rtp_ports")
+    @classmethod
+    def _check_rtp_ports(cls, value: str) -> str:
+        first, _, last = value.partition("-")
+        if not (first.isdigit() and last.isdigit() and 0 < int(first) <= int(last) < 65536):
+            raise ValueError("SIP_RTP_PORTS must look like 20000-20999")
+        return value
+
+    @property
+    def sip_rtp_port_range(self) -> tuple[int, int]:
+        first, _, last = self.sip_rtp_ports.partition("-")
+        return int(first), int(last)
+
+    @property
+    def sip_allowed_networks(self) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self.sip_allowed_sources.split(",") if part.strip())
 
     @property
     def public_host(self) -> str:

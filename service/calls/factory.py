@@ -97,6 +97,11 @@ class CallFactory:
         profile = self.profiles.for_number(to_number)
         self.prewarmed.start(call_sid, self.model_for(profile), greeting_instruction(profile))
 
+    async def ready(self, call_sid: str) -> bool:
+        """After ``prewarm``: wait until the call's model session is open (``False``: it could
+        not be). For carriers that answer only once the agent can talk (SIP's 200 OK)."""
+        return await self.prewarmed.ready(call_sid)
+
     def start(self, started: CallStarted, send: CommandSink) -> CallWorker:
         """Build the call's worker, register it, bind the log context, and start it.
 

@@ -23,6 +23,7 @@ class PrewarmedSessions:
     def __init__(self, *, timeout: float = 15.0) -> None:
         self.timeout = timeout
         self._sessions: dict[str, tuple[ModelSession, asyncio.Event]] = {}
+        self._greetings: dict[str, str | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.claimed = 0
         self.expired = 0
@@ -32,6 +33,7 @@ class PrewarmedSessions:
             return  # a retried webhook: keep the session already opening
         claimed = asyncio.Event()
         self._sessions[call_sid] = (session, claimed)
+        self._greetings[call_sid] = greeting
         task = asyncio.create_task(self._hold(call_sid, session, greeting, claimed))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -51,16 +53,31 @@ class PrewarmedSessions:
         try:
             await asyncio.wait_for(claimed.wait(), self.timeout)
         except TimeoutError:
+            self._greetings.pop(call_sid, None)
             if self._sessions.pop(call_sid, None) is not None:
                 self.expired += 1
                 log.info("pre-warmed session unclaimed; closing", call_sid=call_sid)
                 await session.close()
+
+    async def ready(self, call_sid: str) -> bool:
+        """Wait for ``call_sid``'s pre-warmed session to open: ``False`` if it failed. A call
+        with nothing pre-warmed has nothing to wait for (``True``)."""
+        entry = self._sessions.get(call_sid)
+        if entry is None:
+            return True
+        try:
+            # Whoever opens first asks for the greeting; opening twice is waiting once.
+            await entry[0].open(self._greetings.get(call_sid))
+        except Exception:
+            return False
+        return True
 
     def claim(self, call_sid: str) -> ModelSession | None:
         entry = self._sessions.pop(call_sid, None)
         if entry is None:
             return None
         session, claimed = entry
+        self._greetings.pop(call_sid, None)
         claimed.set()
         self.claimed += 1
         return session
