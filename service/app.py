@@ -16,6 +16,8 @@ from starlette.websockets import WebSocket
 from service.agent.hotline.orders import seed_orders
 from service.services import Services, build_services
 from service.settings import Settings
+from service.telephony.openai_calls.webhook import openai_webhook
+from service.telephony.openai_calls.webrtc import webrtc_session
 from service.telephony.sip.server import SipServer
 from service.telephony.twilio.stream import MEDIA_PATH, run_media_stream
 from service.telephony.twilio.webhooks import status_callback, voice_webhook
@@ -142,5 +144,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/twilio/voice", voice_webhook, methods=["POST"]),
         Route("/twilio/status", status_callback, methods=["POST"]),
         WebSocketRoute(MEDIA_PATH, media_stream),
+        # OpenAI SIP and WebRTC calls (404 unless OPENAI_WEBHOOK_SECRET / WEBRTC_SESSION_TOKEN)
+        Route("/openai/webhook", openai_webhook, methods=["POST"]),
+        Route("/v1/webrtc/session", webrtc_session, methods=["POST"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

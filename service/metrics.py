@@ -117,6 +117,13 @@ class Metrics:
         self.stuck_callers = Counter(
             "voice_stuck_callers", "Calls ended because the caller stopped reading", registry=r
         )
+        # OpenAI SIP calls (service/telephony/openai_calls/webhook.py).
+        self.openai_webhooks = Counter(
+            "voice_openai_webhooks",
+            "OpenAI webhook deliveries, by outcome",
+            ["outcome"],
+            registry=r,
+        )
         self.frames_in = self.frames.labels("in")
         self.frames_out = self.frames.labels("out")
         self.caller_to_model = self.added_latency.labels("caller_to_model")

@@ -26,6 +26,8 @@ from service.store import connect_redis
 from service.store.audit import ToolAudit
 from service.store.calls import CallStore
 from service.store.writer import StoreWriter
+from service.telephony.openai_calls.call import OpenAICalls
+from service.telephony.openai_calls.control import OpenAICallControl
 from service.telephony.twilio.rest import TwilioCalls
 from service.telephony.twilio.security import SignatureChecker, StreamTokens
 
@@ -66,6 +68,7 @@ class Services:
     twilio_calls: TwilioCalls | None = None  # Twilio's REST API, when credentials are set
     draining: bool = False
     sip: CarrierListener | None = None  # the SIP edge, when SIP_LISTEN is set
+    openai_calls: OpenAICalls | None = None  # OpenAI SIP/WebRTC calls, when either is enabled
 
     @property
     def full(self) -> bool:
@@ -77,6 +80,8 @@ class Services:
         """Release what the process holds, the store writer last (it flushes)."""
         self.draining = True
         await self.factory.close()
+        if self.openai_calls is not None:
+            await self.openai_calls.aclose()
         if self.twilio_calls is not None:
             await self.twilio_calls.aclose()
         await self.writer.close(timeout=5.0)
@@ -103,7 +108,14 @@ def build_services(settings: Settings) -> Services:
     backend some profile uses lacks its credentials."""
     auth_token = settings.twilio_auth_token.get_secret_value()
     token_secret = settings.stream_token_secret.get_secret_value() or auth_token
-    redact_secrets(auth_token, token_secret, *model_secrets(settings))
+    webhook_secret = settings.openai_webhook_secret.get_secret_value()
+    redact_secrets(
+        auth_token,
+        token_secret,
+        webhook_secret,
+        settings.webrtc_session_token.get_secret_value(),
+        *model_secrets(settings),
+    )
     redis, embedded = connect_redis(settings.redis_url)
     writer = StoreWriter(redis, max_pending=settings.store_max_pending)
     store = CallStore(
@@ -135,7 +147,7 @@ def build_services(settings: Settings) -> Services:
         tools=builtin_tools(),
         prewarmed=PrewarmedSessions(timeout=settings.prewarm_timeout_seconds),
     )
-    return Services(
+    services = Services(
         settings=settings,
         metrics=metrics,
         timings=timings,
@@ -156,3 +168,9 @@ def build_services(settings: Settings) -> Services:
             else None
         ),
     )
+    if webhook_secret or settings.webrtc_session_token.get_secret_value():
+        control = OpenAICallControl(
+            settings.openai_api_key.get_secret_value(), base_url=settings.openai_base_url
+        )
+        services.openai_calls = OpenAICalls(services, control)
+    return services

@@ -91,6 +91,16 @@ class Settings(BaseSettings):
     # Twilio's REST API; overridable so tests (and regional edges) can point elsewhere.
     twilio_api_base_url: str = "https://api.twilio.com"
 
+    # --- OpenAI realtime calls (SIP; service/telephony/openai_calls/) -----------------------
+    # Enables POST /openai/webhook; the Standard Webhooks secret ("whsec_…") from OpenAI's
+    # dashboard. The sideband connects to OPENAI_REALTIME_URL?call_id=… with OPENAI_API_KEY.
+    openai_webhook_secret: SecretStr = SecretStr("")
+    # The REST base the openai SDK uses (empty: https://api.openai.com/v1); a stand-in in tests.
+    openai_base_url: str = ""
+    # Bearer token a browser (or its operator page) must show at POST /v1/webrtc/session;
+    # empty: that route is off.
+    webrtc_session_token: SecretStr = SecretStr("")
+
     # --- Media stream ----------------------------------------------------------------------
     max_frame_bytes: int = 64 * 1024
 

@@ -13,7 +13,7 @@ Pre-warm is call set-up policy too: an edge that hears of a call before its medi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from redis.asyncio import Redis
@@ -26,7 +26,13 @@ from service.calls.registry import CallRegistry
 from service.calls.timing import ServiceTimings
 from service.calls.worker import CallWorker, CommandSink
 from service.metrics import Metrics
-from service.realtime.backends import open_model_session, session_config
+from service.realtime.backends import (
+    call_accept_session,
+    open_model_session,
+    open_sideband_session,
+    session_config,
+)
+from service.realtime.config import SessionConfig
 from service.realtime.session import ModelSession
 from service.settings import Settings
 from service.store.audit import ToolAudit
@@ -77,17 +83,33 @@ class CallFactory:
     def backend(self, profile: AgentProfile) -> str:
         return profile.backend or self.settings.realtime_backend
 
-    def model_for(self, profile: AgentProfile) -> ModelSession:
-        """A new, not yet opened model session for a call on ``profile``."""
-        tools = self.call_tools(profile)
-        config = session_config(
+    def session_for(self, profile: AgentProfile) -> SessionConfig:
+        return session_config(
             self.settings,
             instructions=profile.instructions,
             voice=profile.voice,
             greeting=greeting_instruction(profile) or "",
-            tools=tuple(tools.openai_tools()),
+            tools=tuple(self.call_tools(profile).openai_tools()),
         )
-        return open_model_session(self.settings, self.backend(profile), config)
+
+    def model_for(self, profile: AgentProfile) -> ModelSession:
+        """A new, not yet opened model session for a call on ``profile``."""
+        return open_model_session(self.settings, self.backend(profile), self.session_for(profile))
+
+    def profile_for(self, to_number: str, profile_name: str = "") -> AgentProfile | None:
+        """The profile named ``profile_name`` (None if there is none), else the one for the
+        dialed number (the default when no number matches)."""
+        if not profile_name:
+            return self.profiles.for_number(to_number)
+        return next((p for p in self.profiles.all() if p.name == profile_name), None)
+
+    # Calls whose audio the model vendor carries (OpenAI SIP/WebRTC): the edge accepts the
+    # call with the profile's session, then ``start(..., model_call_id=...)`` attaches to it.
+
+    def model_call_session(self, to_number: str, profile_name: str = "") -> dict[str, Any] | None:
+        """The session to accept such a call with; None when ``profile_name`` names no profile."""
+        profile = self.profile_for(to_number, profile_name)
+        return None if profile is None else call_accept_session(self.session_for(profile))
 
     def prewarm(self, call_sid: str, to_number: str) -> None:
         """Open the model session (and ask for the greeting) before the call's media is up.
@@ -102,22 +124,36 @@ class CallFactory:
         not be). For carriers that answer only once the agent can talk (SIP's 200 OK)."""
         return await self.prewarmed.ready(call_sid)
 
-    def start(self, started: CallStarted, send: CommandSink) -> CallWorker:
+    def start(
+        self,
+        started: CallStarted,
+        send: CommandSink,
+        *,
+        model_call_id: str = "",
+        profile_name: str = "",
+    ) -> CallWorker:
         """Build the call's worker, register it, bind the log context, and start it.
+
+        ``model_call_id``: the model vendor carries this call's audio itself; the model
+        session attaches to that call (a sideband) instead of opening a session of its own.
+        ``profile_name`` picks the profile by name instead of by dialed number.
 
         The log context is bound in the calling task: every line it and the tasks it starts
         from now on write carries the call's ids (contextvars are copied at task creation).
         """
         settings = self.settings
-        profile = self.profiles.for_number(started.to_number)
+        profile = self.profile_for(started.to_number, profile_name) or self.profiles.default
         tools = self.call_tools(profile)
-        model = self.prewarmed.claim(started.call_sid) or self.model_for(profile)
+        if model_call_id:
+            model = open_sideband_session(settings, self.session_for(profile), model_call_id)
+        else:
+            model = self.prewarmed.claim(started.call_sid) or self.model_for(profile)
         worker = CallWorker(
             started,
             store=self.store,
             send=send,
             model=model,
-            backend=self.backend(profile),
+            backend="openai" if model_call_id else self.backend(profile),
             profile=profile.name,
             greeting=greeting_instruction(profile),
             timings=self.timings,

@@ -129,6 +129,8 @@ class ToolCoordinator:
         self._watchdog: Cancellable | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # hang-ups and flushes started by events
         self._drained = asyncio.Event()  # set when the carrier has played all we sent
+        # Responses whose audio the model vendor itself is playing (SIP/WebRTC calls).
+        self.vendor_playing: set[str] = set()
 
     # --- the audit -----------------------------------------------------------------------
 
@@ -297,7 +299,9 @@ class ToolCoordinator:
         answer = self.answers.get(event.response_id)
         if answer is not None:
             answer.done = True
-            if not answer.items:
+            if event.response_id in self.vendor_playing:
+                pass  # heard or cut: the vendor's playback end says which
+            elif not answer.items:
                 # The answer spoke nothing (e.g. it called another tool): nothing to hear.
                 self._close_answer(event.response_id, "unspoken", heard_ms=0, sent_ms=0)
             else:
@@ -341,6 +345,20 @@ class ToolCoordinator:
             if cancellable:
                 task.cancel()
 
+    # --- calls whose audio the model vendor plays (SIP/WebRTC): no ledger, no marks -------
+
+    def playback_started(self, response_id: str) -> None:
+        self.vendor_playing.add(response_id)
+
+    def playback_ended(self, response_id: str, *, cleared: bool) -> None:
+        """The vendor played ``response_id`` out, or cleared it on a barge-in: the answer it
+        spoke was heard or interrupted (the vendor does not say how much was heard)."""
+        self.vendor_playing.discard(response_id)
+        state = "interrupted" if cleared else "spoken"
+        self._close_answer(response_id, state, heard_ms=0, sent_ms=0)
+        if not self.vendor_playing:
+            self._drained.set()
+
     def withdrawn(self, call_ids: tuple[str, ...]) -> None:
         """The model cancelled these calls: stop them; their outcome is audited as cancelled."""
         for call_id in call_ids:
@@ -369,7 +387,7 @@ class ToolCoordinator:
         await self.flush()
 
     async def _hang_up_after_goodbye(self, *, limit_s: float = 10.0) -> None:
-        if self.ledger.playing:
+        if self.ledger.playing or self.vendor_playing:
             self._drained.clear()
             try:
                 await asyncio.wait_for(self._drained.wait(), limit_s)

@@ -29,10 +29,13 @@ from service.metrics import Metrics
 from service.realtime.events import (
     ULAW_8K,
     AgentAudio,
+    CallerDigit,
     ItemTruncated,
     ModelClosed,
     ModelError,
     ModelEvent,
+    PlaybackEnded,
+    PlaybackStarted,
     ResponseDone,
     ResponseRefused,
     ResponseStarted,
@@ -319,6 +322,16 @@ class CallWorker:
                 self.model_reconnects += 1
                 self.metrics.model_reconnects.inc()
                 self._record("model_reconnected", reason=event.reason, gap_ms=event.gap_ms)
+            # The vendor carries the call's audio itself (OpenAI SIP/WebRTC sideband).
+            case PlaybackStarted():
+                self.tool_calls.playback_started(event.response_id)
+            case PlaybackEnded():
+                self.tool_calls.playback_ended(event.response_id, cleared=event.cleared)
+            case CallerDigit():
+                await self.on_event(DtmfReceived(event.digit))
+            case ModelClosed(call_over=True):
+                self._record("model_closed", reason=event.reason)
+                await self._end_call("caller_hangup")
             case ModelClosed():
                 log.warning("model session closed mid-call", reason=event.reason)
                 self._record("error", reason="model_closed", detail=event.reason)

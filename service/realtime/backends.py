@@ -9,11 +9,18 @@ from service.realtime.config import SessionConfig, VadSettings
 from service.realtime.gemini.connection import open_gemini_session
 from service.realtime.openai.connection import RealtimeConnection
 from service.realtime.openai.protocol import OpenAIRealtimeProtocol, realtime_url
+from service.realtime.openai.sideband import SidebandConnection
 from service.realtime.session import ModelSession
 from service.realtime.silent import SilentModel
 from service.settings import Settings
 
-__all__ = ["model_secrets", "open_model_session", "session_config"]
+__all__ = [
+    "call_accept_session",
+    "model_secrets",
+    "open_model_session",
+    "open_sideband_session",
+    "session_config",
+]
 
 
 def session_config(
@@ -70,6 +77,29 @@ def open_model_session(settings: Settings, backend: str, config: SessionConfig) 
         url,
         headers,
         OpenAIRealtimeProtocol(config),
+        ready_timeout=settings.model_ready_timeout_seconds,
+    )
+
+
+# Calls whose audio OpenAI carries (SIP, WebRTC): the session goes in the call's ``accept``
+# and the call is driven over a sideband connection (sip-and-outbound.md 1.3, 1.4).
+
+
+def call_accept_session(config: SessionConfig) -> dict[str, Any]:
+    """The body of ``client.realtime.calls.accept`` (minus ``call_id``) for ``config``."""
+    session = OpenAIRealtimeProtocol(config, carries_audio=False).session()
+    session["model"] = config.model
+    return session
+
+
+def open_sideband_session(settings: Settings, config: SessionConfig, call_id: str) -> ModelSession:
+    """A not-yet-opened sideband session attached to OpenAI's call ``call_id``."""
+    headers = {"Authorization": f"Bearer {settings.openai_api_key.get_secret_value()}"}
+    return SidebandConnection(
+        settings.openai_realtime_url,
+        call_id,
+        headers,
+        OpenAIRealtimeProtocol(config, carries_audio=False),
         ready_timeout=settings.model_ready_timeout_seconds,
     )
 

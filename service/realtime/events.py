@@ -122,9 +122,11 @@ class ModelError:
 
 @dataclass(frozen=True, slots=True)
 class ModelClosed:
-    """The model connection is gone (socket closed, timed out, or refused)."""
+    """The model connection is gone (socket closed, timed out, or refused). ``call_over``: the
+    vendor carried the call's audio and ended the session cleanly, so the call itself ended."""
 
     reason: str
+    call_over: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +144,34 @@ class SessionResumed:
     gap_ms: int = 0
 
 
+# Calls whose audio the model vendor carries itself (OpenAI SIP and WebRTC calls, driven over a
+# sideband connection, protocols.md B / sip-and-outbound.md 1.4): no ``AgentAudio`` reaches us;
+# the vendor says when a response's audio starts and stops playing, and relays keypad digits.
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackStarted:
+    """The vendor started playing ``response_id``'s audio to the caller."""
+
+    response_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackEnded:
+    """The vendor's playback of ``response_id`` ended: played out, or ``cleared`` (the caller
+    talked over it, and the vendor dropped the rest)."""
+
+    response_id: str
+    cleared: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CallerDigit:
+    """The caller pressed a key; the vendor heard it on its own media leg."""
+
+    digit: str
+
+
 ModelEvent = (
     SessionReady
     | AgentAudio
@@ -157,4 +187,7 @@ ModelEvent = (
     | ModelClosed
     | ToolCallCancelled
     | SessionResumed
+    | PlaybackStarted
+    | PlaybackEnded
+    | CallerDigit
 )

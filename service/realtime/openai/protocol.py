@@ -21,10 +21,13 @@ from service.realtime.events import (
     PURPOSES,
     ULAW_8K,
     AgentAudio,
+    CallerDigit,
     ItemTruncated,
     ModelAudioFormat,
     ModelError,
     ModelEvent,
+    PlaybackEnded,
+    PlaybackStarted,
     Purpose,
     ResponseDone,
     ResponseRefused,
@@ -96,10 +99,16 @@ def realtime_url(base: str, model: str) -> str:
 
 
 class OpenAIRealtimeProtocol:
-    """One per model connection. Memory: a few ids and counters."""
+    """One per model connection. Memory: a few ids and counters.
 
-    def __init__(self, config: SessionConfig) -> None:
+    ``carries_audio=False``: a sideband connection to a call whose audio the vendor carries
+    itself (SIP or WebRTC, sip-and-outbound.md 1.4): the session names no audio formats (the
+    SIP leg negotiated them; overriding them distorts G.711 calls) and no audio is sent.
+    """
+
+    def __init__(self, config: SessionConfig, *, carries_audio: bool = True) -> None:
         self.config = config
+        self.carries_audio = carries_audio
         self.audio_format: ModelAudioFormat = (
             ULAW_8K if config.audio_mode == "passthrough" else PCM16_24K
         )
@@ -121,6 +130,11 @@ class OpenAIRealtimeProtocol:
             "conversation.item.truncated": self._truncated,
             "session.updated": self._session_updated,
             "error": self._error,
+            # sip-and-outbound.md 1.4: SIP/WebRTC only; the vendor plays the audio itself.
+            "output_audio_buffer.started": self._playback_started,
+            "output_audio_buffer.stopped": self._playback_stopped,
+            "output_audio_buffer.cleared": self._playback_cleared,
+            "input_audio_buffer.dtmf_event_received": self._dtmf,
         }
         self._ids = itertools.count(1)
         # event_ids of our latest response.create events, to tell which errors answer them.
@@ -138,6 +152,11 @@ class OpenAIRealtimeProtocol:
         return {"type": "audio/pcm", "rate": 24_000}
 
     def session_update(self) -> dict[str, Any]:
+        return {"type": "session.update", "event_id": self._event_id(), "session": self.session()}
+
+    def session(self) -> dict[str, Any]:
+        """B.1 the session object: sent in ``session.update``, and as the body of a SIP
+        call's ``accept`` (the same ``RealtimeSessionCreateRequest`` shape, 1.3)."""
         config = self.config
         vad = config.vad
         turn_detection: dict[str, Any] = {
@@ -151,25 +170,22 @@ class OpenAIRealtimeProtocol:
         }
         if vad.idle_timeout_ms is not None:
             turn_detection["idle_timeout_ms"] = vad.idle_timeout_ms
-        audio_input: dict[str, Any] = {
-            "format": self._wire_format(),
-            "turn_detection": turn_detection,
-        }
+        audio_input: dict[str, Any] = {"turn_detection": turn_detection}
+        audio_output: dict[str, Any] = {"voice": config.voice}
+        if self.carries_audio:
+            audio_input["format"] = audio_output["format"] = self._wire_format()
         if config.transcription_model:
             audio_input["transcription"] = {"model": config.transcription_model}
         session: dict[str, Any] = {
             "type": "realtime",  # B.1: required; without it the whole update is rejected
             "output_modalities": ["audio"],
             "instructions": config.instructions,
-            "audio": {
-                "input": audio_input,
-                "output": {"format": self._wire_format(), "voice": config.voice},
-            },
+            "audio": {"input": audio_input, "output": audio_output},
         }
         if config.tools:
             session["tools"] = list(config.tools)
             session["tool_choice"] = "auto"
-        return {"type": "session.update", "event_id": self._event_id(), "session": session}
+        return session
 
     def append_audio(self, audio: bytes) -> dict[str, Any]:
         return {
@@ -337,6 +353,19 @@ class OpenAIRealtimeProtocol:
         if reported.event_id in self._response_requests or reported.code == RACE_LOST:
             return [reported, ResponseRefused(reported.code, reported.code == RACE_LOST)]
         return [reported]
+
+    def _playback_started(self, event: Fields, now: float) -> list[ModelEvent]:
+        return [PlaybackStarted(event.text("response_id"))]
+
+    def _playback_stopped(self, event: Fields, now: float) -> list[ModelEvent]:
+        return [PlaybackEnded(event.text("response_id"), cleared=False)]
+
+    def _playback_cleared(self, event: Fields, now: float) -> list[ModelEvent]:
+        return [PlaybackEnded(event.text("response_id"), cleared=True)]
+
+    def _dtmf(self, event: Fields, now: float) -> list[ModelEvent]:
+        digit = event.text("event", limit=MAX_CODE_CHARS)  # one key: 0-9, *, #, A-D
+        return [CallerDigit(digit)] if digit else []
 
     def _audio_delta(self, event: Fields, now: float) -> list[ModelEvent]:
         delta = event.text("delta", limit=MAX_DELTA_CHARS + 1)
