@@ -195,7 +195,7 @@ class SipServer(ClientSide):
             if self.services.full:
                 # Refused, never absorbed (as on Twilio): the trunk can try another server.
                 log.warning("call refused: process full", max_calls=len(self.services.calls))
-                self.services.metrics.calls_refused_full.inc()
+                self.services.metrics.refusals.labels("full").inc()
                 self._reject(offered.call_id, 503, "Service Unavailable")
                 return
             call = SipCall(
