@@ -263,7 +263,8 @@ def main(
     (:func:`service.modelserver.engine.default_script`)."""
     if script is None:
         from service.modelserver.engine import default_script
+        from service.settings import load_settings
 
-        script = default_script()
+        script = default_script(load_settings())
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve_forever(host, port, api_key, script))

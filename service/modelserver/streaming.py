@@ -17,7 +17,9 @@ and its total length is never known in advance, so:
   against (``audio_end_ms`` beyond it is an error, as before);
 * ``max_output_tokens`` caps the audio sent (the response ends ``incomplete``);
 * closing the generator (cancel, barge-in, disconnect) closes the speech stream, and
-  synthesis stops after the sentence in progress.
+  synthesis stops mid-sentence (the engine's ``StopSignal``);
+* a streamed decision (an LLM reply still arriving) is spoken sentence by sentence as its
+  text comes in; its function calls follow once it has ended.
 
 Memory: one sentence of PCM in hand plus at most one synthesized ahead (the prefetch).
 """
@@ -41,7 +43,7 @@ from service.modelserver.usage import AUDIO_MS_PER_OUTPUT_TOKEN
 
 if TYPE_CHECKING:
     from service.modelserver.engine.background import Prefetch
-    from service.modelserver.engine.base import Decision, SpeechChunk
+    from service.modelserver.engine.base import Decision, ReplyStream, SpeechChunk
     from service.modelserver.engine.engine import EngineSession
 
 __all__ = ["EngineOutputs"]
@@ -96,15 +98,21 @@ class EngineOutputs:
                 "error": {"type": "server_error", "code": None, "message": message},
             }
             return
-        if decision.text:
+        calls = decision.calls
+        if decision.stream is not None:
+            yield from self._engine_message(decision.stream)
+            if not decision.stream.finished.is_set():
+                yield Until(decision.stream.finished.is_set)
+            calls = decision.stream.calls
+        elif decision.text:
             yield from self._engine_message(decision.text)
-        for call in decision.calls:
+        for call in calls:
             yield from self._function_call(call)
         self.status = "incomplete" if self._capped else "completed"
         if self._capped:
             self.status_details = {"type": "incomplete", "reason": "max_output_tokens"}
 
-    def _engine_message(self, text: str) -> Iterator[Step]:
+    def _engine_message(self, text: str | ReplyStream) -> Iterator[Step]:
         data = {
             "id": self._new_id("item"),
             "object": "realtime.item",
@@ -122,6 +130,11 @@ class EngineOutputs:
             output.word_starts = []
             yield from self._stream_speech(output, ref, text)
         else:
+            if not isinstance(text, str):  # arriving on the network: read it off the loop
+                assert self.engine is not None
+                reading = self.engine.read(text)
+                yield Until(reading.done)
+                text = reading.result()
             output.words = text.split()
             for i, word in enumerate(output.words):
                 output.words_sent = i + 1
@@ -149,7 +162,9 @@ class EngineOutputs:
             return words_due(len(output.words), output.total_ms, cut_ms)
         return bisect_left(output.word_starts, cut_ms)
 
-    def _stream_speech(self, output: Output, ref: dict[str, Any], text: str) -> Iterator[Step]:
+    def _stream_speech(
+        self, output: Output, ref: dict[str, Any], text: str | ReplyStream
+    ) -> Iterator[Step]:
         from service.modelserver.engine.background import END, PENDING
 
         assert self.engine is not None and output.word_starts is not None
