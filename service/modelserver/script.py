@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from service.audio.synthetic import SyntheticVoice, Voice
-
-if TYPE_CHECKING:
-    from service.modelserver.engine.engine import EngineSession
 
 __all__ = ["ErrorSpec", "FunctionCall", "ResponseRequest", "Script", "Trigger", "Turn"]
 
@@ -125,11 +122,14 @@ class Script:
             return self.user_transcripts[index]
         return self.default_user_transcript
 
-    def session_engine(self) -> EngineSession | None:
+    def session_engine(self) -> Any:
         """A new session's share of a speech engine (VAD, STT, brain, TTS), or None for a
         scripted session (the default: :meth:`turn_for` and :attr:`voice` decide). The
         engine's per-session part holds that call's state; the script itself stays shared
-        and stateless. See :class:`~service.modelserver.engine.SpeechScript`."""
+        and stateless. See :class:`~service.modelserver.engine.SpeechScript`.
+
+        Typed ``Any``, not ``EngineSession | None``: the engine imports this module (its
+        ``FunctionCall``/``ResponseRequest``), and naming the engine here closed a circle."""
         return None
 
     def turn_for(self, request: ResponseRequest) -> Turn:
