@@ -203,13 +203,17 @@ class HotlineBrain:
             if len(numbers.pending) == 2 and len(found) == 1:
                 expecting = "zip" if len(found[0][1]) == 5 and zip_at is not None else "order"
             numbers.pending.clear()
-        zip_given = False
+        zip_given = order_given = False
         for position, digits in found:
-            # The ZIP is the first number after the word "zip", or the answer to asking for it.
+            # The ZIP is the first number after the word "zip", or the answer to asking for it,
+            # or a 5-digit number after the order number in the same breath ("ZIP" itself is
+            # often misheard over the phone: "ZRP code", "M-I-Z.P.").
+            fits = len(digits) in LENGTHS["zip"]
             if zip_at is not None:
                 is_zip = position > zip_at and not zip_given
+            elif order_given and fits and not zip_given:
+                is_zip = True
             else:  # asked for the ZIP: a number is a try at it, unless it names the order
-                fits = len(digits) in LENGTHS["zip"]
                 is_zip = expecting == "zip" and (fits or not _ORDER.search(text))
             if is_zip and len(digits) in LENGTHS["zip"]:
                 numbers.take("zip", digits, exact=not turn.spoken, unsure=turn.unsure)
@@ -221,6 +225,7 @@ class HotlineBrain:
                 if digits != numbers.order:
                     state.lookup = None
                 numbers.take("order", digits, exact=not turn.spoken, unsure=turn.unsure)
+                order_given = True
             else:
                 state.expect = "order"
                 return Decision(numbers.missed("order", "Sorry, I didn't get the whole number."))

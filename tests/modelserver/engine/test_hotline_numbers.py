@@ -69,6 +69,12 @@ def test_an_unsure_order_is_read_back_at_once_and_a_correction_replaces_it() -> 
     assert call.hears("Yes.").calls[0].name == "verify_caller"
 
 
+def test_order_and_zip_in_one_breath_even_when_zip_is_misheard() -> None:
+    call = Call()
+    said = "Hi, where's my order four, two, one, seven. My ZRP code is nine, four, one, oh, seven."
+    assert call.hears(said).text == "I heard order 4 2 1 7, ZIP code 9 4 1 0 7 — is that right?"
+
+
 def test_a_miss_offers_the_keypad_and_unclear_answers_ask_again() -> None:
     call = Call()
     call.hears("4217")
