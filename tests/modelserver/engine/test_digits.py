@@ -75,3 +75,7 @@ def test_the_hypothesis_that_fits_the_slot_wins_and_is_read_back() -> None:
     doubled = choose(["Number seven, double eight."], ORDER)
     assert doubled.text == "double seven, double eight." and not doubled.confident
     assert choose(["My order number is four two one seven."], ORDER).confident
+    # "4 to 1 7": "to" is a 2 only when nothing fits otherwise, and then it is read back.
+    two = choose(["Hi, where is my order 4 to 1 7?"], ORDER)
+    assert two.text == "Hi, where is my order 4 two 1 7?" and not two.confident
+    assert choose(["I sent 4217 to 9 people"], ORDER).text == "I sent 4217 to 9 people"
