@@ -66,7 +66,8 @@ async def test_spoken_order_status_call_end_to_end(make_service, local_model, tm
     assert states(entries, "lookup_order")[:3] == ["requested", "started", "finished"]
     # What the caller heard, transcribed, names the order's status and carrier.
     said = heard_text(record).lower()
-    assert "ship" in said and "ups" in said, said
+    # 8 kHz loses fricatives: "shipped" comes back as "ship…" or, now and then, "shift".
+    assert ("ship" in said or "shift" in said) and "ups" in said, said
     events = await service.services.store.get_events(summary.call_sid)
     callers = [e["text"] for e in events if e["type"] == "transcript" and e["role"] == "caller"]
     assert len(callers) >= 2  # the numbers and the yes were heard and transcribed
