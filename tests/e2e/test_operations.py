@@ -186,6 +186,7 @@ async def test_a_full_process_refuses_calls_politely(make_service, local_model) 
     assert "voice_calls_refused_full_total 1.0" in text
 
 
+
 async def test_a_full_process_hands_calls_to_the_overflow_number(make_service) -> None:
     service = await make_service(max_calls=1, overflow_number="+15550109999")
     for n, expected in ((1, None), (2, "+15550109999")):
