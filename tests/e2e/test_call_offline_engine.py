@@ -57,7 +57,7 @@ async def test_spoken_order_status_call_end_to_end(make_service, local_model, tm
         voice=lambda text: speak(text, 8000),
         patience_s=15.0,
         barge_in_after_ms=6000,
-        seconds=30.0,
+        seconds=40.0,
         record=record,
     )
     summary = result.summary
