@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo serve test unit unit313 lint bench clean validate-deploy
+.PHONY: install demo serve test unit unit313 lint bench bench-hearing hearing-corpus clean validate-deploy
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,15 @@ validate-deploy:  ## Offline checks of deploy/Dockerfile, docker-compose.yml, de
 
 bench: install
 	$(PY) bench/resampler.py
+
+bench-hearing: install  ## Digit accuracy, whole-dialogue success, barge-in and latency tables.
+	$(PY) bench/hearing.py
+	$(PY) bench/hearing_dialogue.py
+	$(PY) bench/barge_in.py
+	$(PY) bench/offline_engine.py
+
+hearing-corpus: install  ## Regenerate tests/modelserver/engine/corpus (needs espeak-ng, sox).
+	$(PY) bench/make_hearing_corpus.py
 
 clean:
 	rm -rf $(VENV) $(VENV313) .pytest_cache .ruff_cache .hypothesis

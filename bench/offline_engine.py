@@ -5,14 +5,14 @@ Run: ``.venv/bin/python bench/offline_engine.py`` (about two minutes; needs ``.[
 
 What it does: starts ``python -m service realtime-server`` with ``LOCAL_ENGINE=speech`` (the
 built-in hotline brain, Whisper tiny.en, Piper, Silero), then places 5 calls of 4 spoken turns
-each (20 turns) over a websocket as a phone would: μ-law 8 kHz, 20 ms messages sent in real
+each (25 turns) over a websocket as a phone would: μ-law 8 kHz, 20 ms messages sent in real
 time. The caller's voice is Piper with its natural randomness on, so each call sounds a little
 different. Function calls are answered with canned hotline outputs.
 
 How to read the table:
 
 * ``first audio``  wall time from the end of the caller's speech (the last speech sample
-  sent) to the first ``response.output_audio.delta`` of the reply, p50/p99/max over 20 turns.
+  sent) to the first ``response.output_audio.delta`` of the reply, p50/p99/max over all turns.
   It includes the VAD's ``silence_duration_ms`` (500 ms): a turn cannot end sooner.
 * ``VAD stop``     end of speech → ``input_audio_buffer.speech_stopped``; the rest of the
   first-audio time is transcription + brain + synthesis of the first sentence.
@@ -49,7 +49,8 @@ from service.modelserver.engine.tts import PiperStreamingVoice
 CALLS = 5
 TURNS = [  # (what the caller says, a word the right reply contains)
     ("Hi, where is my order 4 2 1 7?", "zip"),
-    ("9 4 1 0 7", "moment"),
+    ("9 4 1 0 7", "is that right"),  # heard digits are read back before they are checked
+    ("Yes, that's right.", "moment"),
     ("Which carrier is it?", "ups"),
     ("When will it arrive?", "thursday"),
 ]
@@ -237,7 +238,8 @@ def main() -> int:
         f"{ms(percentile(latency, 0.99))} / {ms(max(latency))} |"
     )
     print(f"| VAD stop p50 (incl. 500 ms silence) | {ms(statistics.median(vad))} |")
-    print(f"| turns with audio / understood | {len(latency)}/20 / {understood}/20 |")
+    n = len(turns)
+    print(f"| turns with audio / understood | {len(latency)}/{n} / {understood}/{n} |")
     print(f"| STT RTF (Whisper tiny.en int8) | {stt_rtf:.3f} |")
     print(f"| TTS RTF (Piper joe-medium) / first sentence | {tts_rtf:.3f} / {ms(tts_first)} |")
     print(f"| server start incl. model load | {load_s:.1f} s |")

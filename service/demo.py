@@ -69,7 +69,10 @@ def synthetic_caller(text: str) -> bytes:
 
 # Pauses between digits (commas) are how people read codes out, and what tiny.en hears best
 # through a phone line (without them "9 4 1 0 7" comes back as "94007").
-HOTLINE_TURNS = ("Hi, where is my order 4 2 1 7?", "My ZIP code is nine, four, one, zero, seven.")
+HOTLINE_TURNS = (
+    "Hi, where is my order 4 2 1 7? My ZIP code is nine, four, one, zero, seven.",
+    "Yes, that's right.",  # the agent reads heard digits back before it checks them
+)
 BARGE_IN = "Wait, which carrier?"
 
 
@@ -166,7 +169,7 @@ async def run_demo(*, seconds: float = 12.0, record: Path = Path("demo-call.wav"
                     "voice": lambda text: speak(text, 8000),
                     "patience_s": 15.0,
                     "barge_in_after_ms": 3500,
-                    "seconds": 24.0,
+                    "seconds": 28.0,
                 }
                 overrides["input_transcription_model"] = "whisper-1"
             else:

@@ -73,9 +73,17 @@ class Settings(BaseSettings):
         "", description="Empty: speech if the [local] extra is installed, else synthetic."
     )
     local_tts: Literal["piper", "espeak"] = "piper"
+    local_stt_model: str = Field("", description="A CTranslate2 Whisper directory; empty: tiny.en.")
+    local_tts_voice: str = Field("", description="A Piper .onnx voice; empty: the installed one.")
+    # Transcribe once the caller has paused this long (before the VAD ends the turn); "off".
+    local_early_stt_ms: int | None = 200
+    # Digits turns: beam width, and how many of its hypotheses may be chosen by length.
+    local_stt_beam_size: int = Field(5, ge=1, le=10)
+    local_stt_alternatives: int = Field(5, ge=1, le=10)
     llm_base_url: str = Field("", description="OpenAI-compatible chat completions for replies.")
     llm_api_key: SecretStr = SecretStr("")
     llm_model: str = ""
+    llm_timeout_seconds: float = 30.0
     # The model session opens at the voice webhook; unclaimed by a stream after this, it closes.
     prewarm_timeout_seconds: float = 15.0
 
@@ -142,6 +150,17 @@ class Settings(BaseSettings):
     # --- Service ---------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = 8080
+
+    @field_validator("local_early_stt_ms", mode="before")
+    @classmethod
+    def _early_stt_off(cls, value: object) -> object:
+        """``off`` (or 0) turns early transcription off; empty keeps the default."""
+        if isinstance(value, str):
+            value = value.strip().lower()
+            if value in ("off", "none", "0"):
+                return None
+            return value or 200
+        return None if value == 0 else value
 
     @field_validator("public_url")
     @classmethod

@@ -283,7 +283,8 @@ def main(
     ``LOCAL_ENGINE`` (:func:`service.modelserver.engine.default_engine`)."""
     if script is None and engine is None:
         from service.modelserver.engine import default_engine
+        from service.settings import load_settings
 
-        engine = default_engine()
+        engine = default_engine(load_settings())
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve_forever(host, port, api_key, script or Script(), engine))

@@ -18,7 +18,9 @@ and its total length is never known in advance, so:
   against (``audio_end_ms`` beyond it is an error, as before);
 * ``max_output_tokens`` caps the audio sent (the response ends ``incomplete``);
 * closing the body (cancel, barge-in, disconnect) closes the speech stream, and synthesis
-  stops after the sentence in progress.
+  stops mid-sentence (the engine's ``StopSignal``);
+* a streamed decision (an LLM reply still arriving) is spoken sentence by sentence as its
+  text comes in; its function calls follow once it has ended.
 
 Memory per response: one sentence of PCM in hand plus at most one synthesized ahead (the
 prefetch).
@@ -36,7 +38,7 @@ from service.modelserver.outputs import Output, Outputs, Step, Until
 
 if TYPE_CHECKING:
     from service.modelserver.engine.background import Prefetch
-    from service.modelserver.engine.base import Decision, SpeechChunk
+    from service.modelserver.engine.base import Decision, ReplyStream, SpeechChunk
     from service.modelserver.engine.engine import EngineSession
 
 __all__ = ["EngineSpeech"]
@@ -74,24 +76,36 @@ class EngineSpeech:
                 "type": "failed",
                 "error": {"type": "server_error", "code": None, "message": message},
             }
-        if decision.text:
+        calls = decision.calls
+        if decision.stream is not None:
+            yield from self._message(out, decision.stream)
+            if not decision.stream.finished.is_set():
+                yield Until(decision.stream.finished.is_set)
+            calls = decision.stream.calls
+        elif decision.text:
             yield from self._message(out, decision.text)
-        for call in decision.calls:
+        for call in calls:
             yield from out.function_call(call)
         return None
 
-    def _message(self, out: Outputs, text: str) -> Iterator[Step]:
+    def _message(self, out: Outputs, text: str | ReplyStream) -> Iterator[Step]:
         yield from out.open_message()
         output = out.items[-1]
         if out.audio:
             output.word_starts = []
             yield from self._stream_speech(out, output, text)
         else:
+            if not isinstance(text, str):  # arriving on the network: read it off the loop
+                reading = self.engine.read(text)
+                yield Until(reading.done)
+                text = reading.result()
             output.words = text.split()
             yield from out.text(output, len(output.words))
         yield from out.finish(output, "incomplete" if output.stopped else "completed")
 
-    def _stream_speech(self, out: Outputs, output: Output, text: str) -> Iterator[Step]:
+    def _stream_speech(
+        self, out: Outputs, output: Output, text: str | ReplyStream
+    ) -> Iterator[Step]:
         from service.modelserver.engine.background import END, PENDING
 
         assert output.word_starts is not None

@@ -26,6 +26,7 @@ from service.modelserver.engine import SpeechEngine, speech_engine
 from service.modelserver.engine.stt import WhisperTranscriber
 from service.modelserver.engine.tts import speak
 from service.modelserver.protocol import validate_server_event
+from service.settings import Settings
 
 Event = dict[str, Any]
 PREFIX = "engine-e2e:"
@@ -50,7 +51,8 @@ TELEPHONY_TOOLS = [
 @pytest.fixture(scope="module")
 def engine() -> Iterator[SpeechEngine]:
     """One engine (models loaded once, module-level caches) for every test here."""
-    built = speech_engine(env={})  # built-in hotline brain, Piper, Whisper, Silero
+    # The built-in hotline brain, Piper, Whisper, Silero.
+    built = speech_engine(Settings(_env_file=None, llm_base_url=""))  # type: ignore[call-arg]
     built.warm()
     yield built
     built.close()
@@ -147,6 +149,9 @@ async def test_spoken_order_status_call(engine: SpeechEngine, redis_client: aior
         assert "zip" in done(asked)["output"][0]["content"][0]["transcript"].lower()
 
         await caller.say("9 4 1 0 7")
+        readback = await caller.until("response.done")
+        assert "is that right" in done(readback)["output"][0]["content"][0]["transcript"]
+        await caller.say("Yes, that's right.")
         events = await caller.until("response.done")
         calls_made: list[str] = []
         for _ in range(3):  # verify_caller, then lookup_order, then the spoken answer

@@ -80,7 +80,9 @@ def _store(ctx: ToolContext) -> Any:
 @tool(timeout=3.0, cancellable=True, sensitive=SENSITIVE)
 async def verify_caller(ctx: ToolContext, order_number: OrderNumber, zip_code: ZipCode) -> dict:
     """Verify the caller for one order by checking the ZIP code they give against the
-    order. Call this before lookup_order. Never tell the caller the ZIP code on file.
+    order. Call this before lookup_order, with a ZIP the caller confirmed when you read it
+    back (or typed): every mismatch counts toward a lockout. Never tell the caller the ZIP
+    code on file.
 
     Memory: one verified order number per success in ctx.state; the failure counter lives in
     Redis with a TTL.

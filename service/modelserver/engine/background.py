@@ -8,6 +8,7 @@ sleeps until a message, a pacing deadline, or a ``wake()`` from here.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
@@ -44,8 +45,15 @@ class Prefetch(Generic[T]):
     the reply plays; a pool slot held that long would starve transcription.
     """
 
-    def __init__(self, produce: Callable[[], Iterator[T]], wake: Waker, ahead: int = 1) -> None:
+    def __init__(
+        self,
+        produce: Callable[[], Iterator[T]],
+        wake: Waker,
+        ahead: int = 1,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         self._produce = produce
+        self._on_close = on_close  # aborts the item in progress (e.g. StopSignal.stop)
         self._wake = wake
         self._ahead = max(1, ahead)
         self._items: deque[T] = deque()
@@ -54,6 +62,7 @@ class Prefetch(Generic[T]):
         self._closed = False
         self.error: BaseException | None = None
         self.produced = 0  # items the producer made (tests: a barge-in stops synthesis)
+        self.ended_at: float | None = None  # time.monotonic() when the producer stopped
         self._thread = threading.Thread(target=self._work, name="local-engine-prefetch")
         self._thread.daemon = True
         self._thread.start()
@@ -86,6 +95,7 @@ class Prefetch(Generic[T]):
                 close()  # a generator's finally (e.g. releasing the TTS model) runs now
             with self._cond:
                 self._done = True
+                self.ended_at = time.monotonic()
                 self._cond.notify_all()
             self._wake()
 
@@ -104,11 +114,14 @@ class Prefetch(Generic[T]):
             return bool(self._items) or self._done
 
     def close(self) -> None:
-        """Stop producing (after the item in progress) and drop what was buffered."""
+        """Stop producing and drop what was buffered; ``on_close`` aborts the item in
+        progress (without it, production stops after that item)."""
         with self._cond:
             self._closed = True
             self._items.clear()
             self._cond.notify_all()
+        if self._on_close is not None:
+            self._on_close()
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the producer thread to end (tests); True if it has."""

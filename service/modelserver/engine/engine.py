@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -26,10 +26,15 @@ from service.modelserver.engine.base import (
     Brain,
     BrainRequest,
     Decision,
+    ReplyStream,
+    SlotTranscriber,
     SpeechChunk,
+    StopSignal,
     StreamingVoice,
     Transcriber,
+    sentences,
 )
+from service.modelserver.engine.slots import Heard, Slot, slot_asked
 
 __all__ = ["AudioRing", "EngineSession", "SpeechEngine"]
 
@@ -130,9 +135,11 @@ class EngineSession:
         self.wake: Waker = lambda: None  # the server's wake-up (set by the session)
         self._brain_lock = threading.Lock()  # a cancelled decision may still be running
         self.ring: AudioRing | None = None
-        self.transcripts: dict[str, Future[str]] = {}  # item id → transcript (newest ~16)
+        self.transcripts: dict[str, Future[Heard]] = {}  # item id → transcript (newest ~16)
         self._reported: set[str] = set()
-        self._early: tuple[float, float, Future[str]] | None = None  # (start, end, job)
+        self._early: tuple[float, float, Future[Heard]] | None = None  # (start, end, job)
+        # What the agent last said: a question for a number makes the next turn a slot.
+        self.said = ""
 
     # -- input audio ------------------------------------------------------------------------
     def capture(self, pcm: bytes, rate: int, now_ms: float) -> None:
@@ -142,13 +149,19 @@ class EngineSession:
             self.ring = AudioRing(rate, start, self.engine.max_turn_s)
         self.ring.append(pcm)
 
-    def _transcribe(self, start_ms: float, end_ms: float) -> Future[str]:
+    def _transcribe(self, start_ms: float, end_ms: float) -> Future[Heard]:
         ring = self.ring
         pcm = ring.slice(start_ms, end_ms) if ring else b""
         rate = ring.rate if ring else 16_000
-        job = self.engine._stt.submit(self.engine.transcriber.transcribe, pcm, rate)
+        job = self.engine._stt.submit(self._hear, pcm, rate, slot_asked(self.said))
         job.add_done_callback(lambda _job: self.wake())
         return job
+
+    def _hear(self, pcm: bytes, rate: int, slot: Slot | None) -> Heard:
+        transcriber = self.engine.transcriber
+        if isinstance(transcriber, SlotTranscriber):
+            return transcriber.hear(pcm, rate, slot)
+        return Heard(transcriber.transcribe(pcm, rate))
 
     def pause(self, start_ms: float, now_ms: float, silence_ms: int) -> None:
         """The caller has been quiet ``silence_ms`` within a turn that began at ``start_ms``:
@@ -187,7 +200,7 @@ class EngineSession:
             if item_id not in self._reported and job.done():
                 self._reported.add(item_id)
                 failed = job.cancelled() or job.exception() is not None
-                out.append((item_id, None if failed else job.result()))
+                out.append((item_id, None if failed else job.result().text))
         return out
 
     # -- responses --------------------------------------------------------------------------
@@ -202,26 +215,56 @@ class EngineSession:
         job.add_done_callback(lambda _job: self.wake())
         return job
 
-    def _decide(self, request: BrainRequest, pending: dict[str, Future[str]]) -> Decision:
+    def _decide(self, request: BrainRequest, pending: dict[str, Future[Heard]]) -> Decision:
         heard: dict[str, str] = {}
+        unsure: set[str] = set()
         for item_id, job in pending.items():
             try:
-                heard[item_id] = job.result(timeout=TRANSCRIPT_TIMEOUT_S)
+                result = job.result(timeout=TRANSCRIPT_TIMEOUT_S)
             except Exception as exc:  # cancelled or failed: the brain hears nothing
                 log.warning("realtime_local.engine.transcript_missing", error=repr(exc))
-                heard[item_id] = ""
+                result = Heard("")
+            heard[item_id] = result.text
+            if not result.confident:
+                unsure.add(item_id)
         items = tuple(_with_transcript(item, heard) for item in request.items)
         last = request.request.last_user_item
         if last is not None:
             last = _with_transcript(last, heard)
         asked = replace(request.request, last_user_item=last)
-        request = replace(request, items=items, request=asked)
+        request = replace(request, items=items, request=asked, unsure=frozenset(unsure))
         with self._brain_lock:
             return self.brain.decide(request)
 
-    def speak(self, text: str, rate: int) -> Prefetch[SpeechChunk]:
-        voice = self.engine.voice
-        return Prefetch(lambda: voice.stream(text, rate), self.wake)
+    def speak(self, text: str | ReplyStream, rate: int) -> Prefetch[SpeechChunk]:
+        """Synthesize ``text`` (or a reply still arriving, each sentence once it is
+        complete) on a thread of its own; closing the result stops synthesis mid-sentence
+        (:class:`StopSignal`)."""
+        stop = StopSignal()
+        if isinstance(text, str):
+            self.said = text  # now: the caller may answer before synthesis ends
+            texts: Iterator[str] = iter([text])
+        else:
+            self.said = ""
+            texts = self._noted(sentences(text))
+        return Prefetch(lambda: self._voice(texts, rate, stop), self.wake, on_close=stop.stop)
+
+    def read(self, reply: ReplyStream) -> Future[str]:
+        """All of a streamed reply's text, read on the brain pool (text-only responses)."""
+        job = self.engine._brain.submit(lambda: "".join(reply))
+        job.add_done_callback(lambda _job: self.wake())
+        return job
+
+    def _noted(self, texts: Iterator[str]) -> Iterator[str]:
+        for text in texts:
+            self.said = f"{self.said} {text}".strip()
+            yield text
+
+    def _voice(self, texts: Iterator[str], rate: int, stop: StopSignal) -> Iterator[SpeechChunk]:
+        for text in texts:
+            if stop.stopped:
+                return
+            yield from self.engine.voice.stream(text, rate, stop)
 
     def close(self) -> None:
         self.resumed()

@@ -11,29 +11,38 @@ It understands, in the transcript of the caller's turn (pattern rules, not a lan
 * yes/no after it offered a transfer; carrier / delivery date / items / tracking questions
   about the order it has just looked up (answered from ``lookup_order``'s output).
 
+Numbers are taken as :mod:`.hotline_numbers` describes: heard digits are read back and
+confirmed before ``verify_caller`` is called (a misheard ZIP must not count toward the
+lockout), "no" re-asks, a miss offers the keypad, and keypad digits are taken at once.
+
 It calls ``verify_caller`` (order_number, zip_code) then ``lookup_order`` (order_number)
 through the protocol's function calls, and speaks ``say``, or the caller-facing sentences of
 ``message`` (sentences addressed to the model — "Ask the caller …" — are dropped). Greetings,
 holding phrases and goodbyes asked for with instructions are honoured as the service words
 them. Anything else gets "I can help you check on an order …". It does not understand
-corrections ("no, I said …" restarts the question), several orders at once, spelled
-letters, or any topic beyond the hotline.
+several orders at once, spelled letters, or any topic beyond the hotline.
 
-State per session (one object per session): the order number and ZIP heard, what it last
-asked for, and the last lookup result. Memory: a few strings and one small dict.
+State per session (one object per session): the numbers (:class:`.hotline_numbers.Numbers`),
+what it last asked for, and the last lookup result. Memory: a few strings and one small dict.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from service.modelserver.engine.base import BrainRequest, Decision, item_text
+from service.modelserver.engine.hotline_numbers import (
+    LENGTHS,
+    Numbers,
+    keypad_digits,
+    read_out,
+)
 from service.modelserver.engine.numbers import numbers_in, speakable
-from service.modelserver.script import FunctionCall
+from service.modelserver.turns import FunctionCall
 
 __all__ = ["HotlineBrain"]
 
@@ -58,10 +67,18 @@ _ITEMS = re.compile(r"\b(items?|what's in|what is in|contents?|what did i order)
 
 @dataclass
 class _State:
-    order: str | None = None
-    zip: str | None = None
-    expect: str | None = None  # "order" | "zip" | "transfer" | "more"
+    numbers: Numbers = field(default_factory=Numbers)
+    expect: str | None = None  # "order" | "zip" | "confirm" | "transfer" | "more"
     lookup: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class _Turn:
+    """What the caller said since the agent last spoke, and how it arrived."""
+
+    text: str
+    spoken: bool = False  # heard from audio (not typed, not keypad)
+    unsure: bool = False  # the engine heard its digits with low confidence
 
 
 class HotlineBrain:
@@ -84,10 +101,10 @@ class HotlineBrain:
         if request.request.trigger == "client" and last.get("type") == "function_call_output":
             name = _call_name(request, str(last.get("call_id")))
             return self._after_tool(name, _json(last.get("output")), request)
-        heard = _caller_words(request)
+        turn = _caller_turn(request)
         if not any(item.get("role") == "user" for item in request.items):
             return self._greeted(GREETING)  # the first response, before the caller spoke
-        return self._understand(heard, request)
+        return self._understand(turn, request)
 
     def _greeted(self, text: str) -> Decision:
         if "order number" in text.lower():
@@ -95,14 +112,25 @@ class HotlineBrain:
         return Decision(text)
 
     # -- the caller's turn ----------------------------------------------------------------
-    def _understand(self, heard: str, request: BrainRequest) -> Decision:
+    def _understand(self, turn: _Turn, request: BrainRequest) -> Decision:
         state, tools = self.state, request.tool_names()
-        text = heard.lower()
+        keyed = keypad_digits(turn.text)
+        if keyed is not None:
+            return self._keyed(keyed, tools)
+        text = turn.text.lower()
         if not text.strip():
             return Decision("Sorry, I didn't catch that. Could you say it again?")
         # "I have one question" is not a number; a short one counts only when one was asked.
-        wanted = state.expect in ("order", "zip")
-        numbers = [(at, n) for at, n in numbers_in(text) if len(n) >= 3 or wanted]
+        wanted = state.expect in ("order", "zip", "confirm")
+        numbers = [(at, n) for at, n in numbers_in(text, self._lengths()) if len(n) >= 3 or wanted]
+        if state.expect == "confirm" and not numbers:
+            if _YES.search(text):
+                state.numbers.confirmed()
+                return self._next(tools)
+            if _NO.search(text):
+                said = state.numbers.rejected()
+                state.expect = "zip" if state.numbers.order else "order"
+                return Decision(said)
         if state.expect == "transfer" and not numbers:
             if _YES.search(text) or _HUMAN.search(text):
                 return self._transfer(tools)
@@ -120,55 +148,88 @@ class HotlineBrain:
         if state.lookup is not None and not numbers and (answer := self._follow_up(text)):
             return Decision(f"{answer} {ANYTHING_ELSE}")
         if numbers:
-            return self._numbers(text, numbers, tools)
+            return self._numbers(text, numbers, tools, turn)
+        if state.expect == "confirm":
+            return Decision(f"Sorry, I need a yes or a no. {state.numbers.readback()}")
         if state.expect == "more" and _YES.search(text):
             state.expect = None
             return Decision("Sure. What else can I help you with?")
+        if state.expect in ("order", "zip") and not (
+            _ORDER.search(text) and state.expect == "order"
+        ):
+            # Asked for a number and heard none: a miss, so the keypad is offered.
+            slot = state.expect
+            return Decision(state.numbers.missed(slot, "Sorry, I didn't catch the number."))
         if _ORDER.search(text) or state.expect == "order":
             state.expect = "order"
             return Decision("I can help with that. What's your order number?")
-        if state.expect == "zip":
-            return Decision("What's the five-digit ZIP code on the order?")
         return Decision("I can help you check on an order. What's your order number?")
 
-    def _numbers(self, text: str, numbers: list[tuple[int, str]], tools: set[str]) -> Decision:
-        state = self.state
+    def _lengths(self) -> tuple[int, ...] | None:
+        expect, pending = self.state.expect, self.state.numbers.pending
+        if expect == "confirm" and pending:
+            return tuple(n for slot in pending for n in LENGTHS[slot])
+        return LENGTHS.get(expect or "")
+
+    def _next(self, tools: set[str]) -> Decision:
+        self.state.expect, decision = self.state.numbers.next_step(tools)
+        return decision
+
+    def _keyed(self, digits: str, tools: set[str]) -> Decision:
+        """Keypad digits: exact, so they fill the slot being asked for at once."""
+        state, numbers = self.state, self.state.numbers
+        if state.expect == "confirm" and numbers.pending:
+            slot = "order" if "order" in numbers.pending else "zip"
+            numbers.pending.clear()
+        elif state.expect in ("order", "zip"):
+            slot = state.expect
+        else:
+            slot = "order" if numbers.order is None else "zip"
+        if len(digits) not in LENGTHS[slot]:
+            state.expect = slot
+            return Decision(numbers.missed(slot, f"I got {len(digits)} digits on the keypad."))
+        numbers.take(slot, digits, exact=True, unsure=False)
+        state.lookup = None if slot == "order" else state.lookup
+        return self._next(tools)
+
+    def _numbers(
+        self, text: str, found: list[tuple[int, str]], tools: set[str], turn: _Turn
+    ) -> Decision:
+        state, numbers = self.state, self.state.numbers
         zip_at = m.start() if (m := _ZIP.search(text)) else None
-        zip_given = order_changed = False
-        for position, digits in numbers:
-            # The ZIP is the first number after the word "zip", or the answer to asking for it.
+        expecting = state.expect
+        if expecting == "confirm":  # a correction of what was read back
+            expecting = "zip" if "zip" in numbers.pending else "order"
+            if len(numbers.pending) == 2 and len(found) == 1:
+                expecting = "zip" if len(found[0][1]) == 5 and zip_at is not None else "order"
+            numbers.pending.clear()
+        zip_given = order_given = False
+        for position, digits in found:
+            # The ZIP is the first number after the word "zip", or the answer to asking for it,
+            # or a 5-digit number after the order number in the same breath ("ZIP" itself is
+            # often misheard over the phone: "ZRP code", "M-I-Z.P.").
+            fits = len(digits) in LENGTHS["zip"]
             if zip_at is not None:
                 is_zip = position > zip_at and not zip_given
-            else:
-                is_zip = state.expect == "zip" and len(digits) in (5, 9)
-            if is_zip and len(digits) in (5, 9):
-                state.zip, zip_given = digits[:5], True
-            elif is_zip or (state.expect == "zip" and not 4 <= len(digits) <= 6):
-                state.zip, state.expect = None, "zip"
-                return Decision("A ZIP code has five digits. Could you say it again?")
-            elif 4 <= len(digits) <= 6:
-                order_changed = order_changed or digits != state.order
-                state.order = digits
+            elif order_given and fits and not zip_given:
+                is_zip = True
+            else:  # asked for the ZIP: a number is a try at it, unless it names the order
+                is_zip = expecting == "zip" and (fits or not _ORDER.search(text))
+            if is_zip and len(digits) in LENGTHS["zip"]:
+                numbers.take("zip", digits, exact=not turn.spoken, unsure=turn.unsure)
+                zip_given = True
+            elif is_zip or (expecting == "zip" and len(digits) not in LENGTHS["order"]):
+                state.expect = "zip"
+                return Decision(numbers.missed("zip", "Sorry, I didn't get the whole ZIP code."))
+            elif len(digits) in LENGTHS["order"]:
+                if digits != numbers.order:
+                    state.lookup = None
+                numbers.take("order", digits, exact=not turn.spoken, unsure=turn.unsure)
+                order_given = True
             else:
                 state.expect = "order"
-                return Decision(
-                    "Sorry, I didn't get the whole number. Could you say it one digit at a time?"
-                )
-        if order_changed:
-            state.lookup = None
-            if not zip_given:  # a ZIP heard for another order does not carry over
-                state.zip = None
-        if state.order is None:
-            state.expect = "order"
-            return Decision("Thanks. And what's the order number?")
-        if state.zip is None:
-            state.expect = "zip"
-            return Decision("Thanks. To verify it's you, what's the ZIP code on the order?")
-        if not {"verify_caller", "lookup_order"} <= tools:
-            return Decision("I'm sorry, I can't look up orders on this line.")
-        state.expect = None
-        arguments = orjson.dumps({"order_number": state.order, "zip_code": state.zip}).decode()
-        return Decision("Thanks, one moment.", (FunctionCall("verify_caller", arguments),))
+                return Decision(numbers.missed("order", "Sorry, I didn't get the whole number."))
+        return self._next(tools)
 
     def _follow_up(self, text: str) -> str | None:
         lookup = self.state.lookup or {}
@@ -211,27 +272,30 @@ class HotlineBrain:
                 "I'm sorry, I can't verify that order right now. "
                 "Would you like me to transfer you to a person?"
             )
+        numbers = state.numbers
         if output.get("found") is False:
-            state.order, state.zip, state.expect = None, None, "order"
+            numbers.order, numbers.zip, numbers.order_confirmed = None, None, False
             said = message or "I couldn't find an order with that number."
-            return Decision(f"{said} Could you say the order number again, one digit at a time?")
+            state.expect = "order"
+            return Decision(numbers.missed("order", said))
         if name == "verify_caller":
             if output.get("verified"):
-                number = str(output.get("order_number") or state.order or "")
+                number = str(output.get("order_number") or numbers.order or "")
                 return Decision(calls=(FunctionCall("lookup_order", _args(order_number=number)),))
             if "attempts_left" in output or output.get("order_number"):
-                state.zip, state.expect = None, "zip"
-                return Decision(
-                    "That ZIP code doesn't match the order. Could you say the ZIP code again?"
-                )
-            state.order, state.expect = None, "order"
-            return Decision(f"{message} Could you say the order number again?".strip())
+                numbers.zip, state.expect = None, "zip"
+                return Decision(numbers.missed("zip", "That ZIP code doesn't match the order."))
+            numbers.order, state.expect = None, "order"
+            return Decision(numbers.missed("order", message or "That order number isn't valid."))
         if name == "lookup_order":
             if output.get("verified") is False:
                 state.expect = "zip"
                 return Decision("To verify it's you, what's the ZIP code on the order?")
             state.lookup, state.expect = output, "more"
             said = str(output.get("say") or message or "I found your order.")
+            # Naming the order lets a caller catch a number that was misheard.
+            if number := str(output.get("order_number") or ""):
+                said = f"About order {read_out(number)}: {said}"
             return Decision(f"{said} {ANYTHING_ELSE}")
         return Decision(message or "Done.")
 
@@ -255,13 +319,17 @@ def _call_name(request: BrainRequest, call_id: str) -> str:
     return ""
 
 
-def _caller_words(request: BrainRequest) -> str:
+def _caller_turn(request: BrainRequest) -> _Turn:
     """What the caller said since the agent last produced anything: a turn the VAD split
     in two ("Hi, where is my order …" / "… 4 2 1 7") is understood as one."""
     said: list[str] = []
+    spoken = unsure = False
     for item in reversed(request.items):
         if item.get("role") == "assistant" or item.get("type") == "function_call":
             break
         if item.get("type") == "message" and item.get("role") == "user":
             said.append(item_text(item))
-    return " ".join(reversed(said)).strip()
+            parts = item.get("content") or []
+            spoken = spoken or any(p.get("type") == "input_audio" for p in parts)
+            unsure = unsure or item.get("id") in request.unsure
+    return _Turn(" ".join(reversed(said)).strip(), spoken, unsure)

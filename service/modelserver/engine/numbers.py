@@ -3,36 +3,46 @@
 Whisper writes spoken digits in several ways: "4217", "4 2 1 7", "four two one seven",
 "9-4-1-0-7", and — its most common slip on "four" — "my order for 217" or "9 for 107".
 :func:`numbers_in` finds each separate number (so "order 4217, ZIP 94107" is two numbers,
-not "421794107") and reads it with :func:`service.agent.hotline.orders.spoken_digits`,
-taking the homophones "for"/"to"/"oh" as digits only where a digit is meant: between digits,
-or "for" just before a number that is one digit short of an order number.
+not "421794107") and reads it with the engine's own :func:`.digits.spoken_digits`.
+
+Run edges are where words and digits are confused, so they get rules of their own, decided
+by the lengths the agent is waiting for (``lengths``: the slot, or None):
+
+* a leading "for" is a 4 only if the number is then one of the expected lengths
+  ("for 217" → 4217 when an order number was asked for);
+* a leading "oh" is a 0 only if that makes an expected length ("oh two one three nine" for
+  a ZIP); otherwise it is the interjection ("Oh, let me find it" gave a false 0 in the study);
+* a trailing "for" after a single digit is a 4 ("nine four one oh for"), after a longer
+  number a word ("4217 for my mom").
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
-from service.agent.hotline.orders import spoken_digits
+from service.modelserver.engine.digits import DIGIT_WORDS, HOMOPHONES, TEENS, TENS
+from service.modelserver.engine.digits import spoken_digits as _digits
 
 __all__ = ["numbers_in", "speakable"]
 
 _TOKEN = re.compile(r"[a-z]+|\d+")
-_STRONG = frozenset(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-    "fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy "
-    "eighty ninety".split()
-)
-_WEAK = {
-    "for": "four",
-    "to": "two",
-    "too": "two",
-    "won": "one",
-    "ate": "eight",
-    "oh": "oh",
-    "o": "oh",
-}
+_STRONG = frozenset(DIGIT_WORDS) - {"oh", "o"} | frozenset(TEENS) | frozenset(TENS)
+_WEAK = frozenset(HOMOPHONES) | {"oh", "o"}
 _REPEAT = frozenset({"double", "triple"})
 _FILLER = frozenset({"uh", "um", "er", "ah", "dash", "hyphen"})
+_ZERO = frozenset({"oh", "o"})
+_FOUR = frozenset({"for", "fore"})
+
+Run = list[tuple[int, str, str]]  # (character position, token, kind)
+
+
+def _gap(text: str, run: Run, i: int) -> str:
+    """What stood between token ``i`` and the next: a comma is a pause, and a pause stops
+    a pair reading ("twenty, seven" is 2 0 7), so it is kept."""
+    end = run[i][0] + len(run[i][1])
+    between = text[end : run[i + 1][0]] if i + 1 < len(run) else ""
+    return ", " if any(c in between for c in ",.;:!?") else " "
 
 
 def _kind(token: str) -> str | None:
@@ -47,38 +57,58 @@ def _kind(token: str) -> str | None:
     return None
 
 
-def _read(run: list[tuple[int, str, str]]) -> tuple[int, str] | None:
+def _words(run: Run, text: str) -> str:
+    return "".join(token + _gap(text, run, i) for i, (_, token, _) in enumerate(run))
+
+
+def _read(run: Run, lengths: Collection[int] | None, text: str) -> tuple[int, str] | None:
+    def _fits(part: Run, lengths: Collection[int] | None, default: int) -> bool:
+        n = len(_digits(_words(part, text)))
+        return n in lengths if lengths else n == default
+
     """One run of number-ish tokens → (position, digits), or None if it holds no digit."""
-    # Trailing: fillers, and "for"/"to" as words after a number ("4217 to my mom").
-    while run and (run[-1][2] in ("filler", "repeat") or run[-1][1] in ("for", "to", "too")):
+    while run and run[-1][2] in ("filler", "repeat"):
         run = run[:-1]
-    # Leading: fillers, and "oh"/"won"/"ate" as words ("Oh, it's 4217").
-    while run and (run[0][2] == "filler" or run[0][1] in ("oh", "o", "won", "ate")):
+    while run and run[-1][2] == "weak" and run[-1][1] in _FOUR:
+        single = len(run) > 1 and (
+            run[-2][1] in DIGIT_WORDS or (run[-2][1].isdigit() and len(run[-2][1]) == 1)
+        )
+        if single and (not lengths or _fits(run, lengths, 0)):
+            break
+        run = run[:-1]
+    while run and run[-1][1] in ("won", "ate"):
+        run = run[:-1]  # a trailing "won"/"ate": a word
+    while run and (run[0][2] == "filler" or run[0][1] in ("won", "ate")):
         run = run[1:]
     if not any(kind == "strong" for _, _, kind in run):
         return None
-    if run[0][2] == "weak":  # a leading "for"/"to": a digit only if one is missing
-        rest = spoken_digits(" ".join(_WEAK.get(t, t) for _, t, _ in run[1:]))
-        if len(rest) != 3:
-            run = run[1:]
-    words = " ".join(_WEAK.get(token, token) if kind == "weak" else token for _, token, kind in run)
-    digits = spoken_digits(words)
+    if run[0][1] in _FOUR:  # "for 217": a 4 only if one is missing
+        rest = run[1:]
+        four = [(run[0][0], "four", "strong"), *rest]
+        run = four if _fits(four, lengths, 4) and not _fits(rest, lengths, -1) else rest
+    if run and run[0][1] in _ZERO:
+        rest = run[1:]
+        if not (lengths and _fits(run, lengths, 0) and not _fits(rest, lengths, 0)):
+            run = rest
+    digits = _digits(_words(run, text)) if run else ""
     return (run[0][0], digits) if digits else None
 
 
-def numbers_in(text: str) -> list[tuple[int, str]]:
-    """``[(character position, digits), …]`` for each number in ``text``, in order."""
+def numbers_in(text: str, lengths: Collection[int] | None = None) -> list[tuple[int, str]]:
+    """``[(character position, digits), …]`` for each number in ``text``, in order;
+    ``lengths``: the digit counts the agent is waiting for, which settle edge words."""
     out: list[tuple[int, str]] = []
-    run: list[tuple[int, str, str]] = []
-    for match in _TOKEN.finditer(text.lower()):
+    run: Run = []
+    text = text.lower()
+    for match in _TOKEN.finditer(text):
         kind = _kind(match.group())
         if kind is not None:
             run.append((match.start(), match.group(), kind))
             continue
-        if run and (found := _read(run)):
+        if run and (found := _read(run, lengths, text)):
             out.append(found)
         run = []
-    if run and (found := _read(run)):
+    if run and (found := _read(run, lengths, text)):
         out.append(found)
     return out
 

@@ -3,7 +3,10 @@ synthetic voice adapted to the streaming shape (deterministic, for tests).
 
 All three yield one :class:`SpeechChunk` per sentence, synthesized only when the previous one
 has been taken: the response streamer sends sentence 1 while sentence 2 is synthesized, and a
-barge-in that closes the generator leaves the rest unsynthesized.
+barge-in that closes the generator leaves the rest unsynthesized. The sentence being
+synthesized at that moment is aborted too, through the :class:`StopSignal`: Piper's ONNX run
+is terminated (``RunOptions.terminate``), espeak-ng's process killed — without that, a long
+sentence kept a core busy for up to a second after the caller had started talking.
 
 Memory: one sentence of audio at a time (a few hundred KB at most; sentences longer than
 ``MAX_SENTENCE_CHARS`` are split at commas first).
@@ -18,12 +21,13 @@ import subprocess
 import threading
 import wave
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import soxr
 
 from service.audio.synthetic import SyntheticVoice, Voice
-from service.modelserver.engine.base import SpeechChunk
+from service.modelserver.engine.base import SpeechChunk, StopSignal
 from service.modelserver.engine.models import piper_voice
 from service.modelserver.script import MS_PER_WORD
 
@@ -85,7 +89,9 @@ class PiperStreamingVoice:
         length_scale: float | None = None,
         noise_scale: float | None = None,
         noise_w_scale: float | None = None,
+        model_path: str | None = None,
     ) -> None:
+        self.model_path = model_path  # None: the installed voice
         self.volume = volume
         self.length_scale = length_scale
         self.noise_scale = noise_scale
@@ -96,16 +102,9 @@ class PiperStreamingVoice:
         for _ in self.stream("Hello.", 8000):
             pass
 
-    def stream(self, text: str, rate: int) -> Iterator[SpeechChunk]:
-        from piper import SynthesisConfig
-
-        voice = piper_voice()
-        config = SynthesisConfig(
-            length_scale=self.length_scale,
-            noise_scale=self.noise_scale,
-            noise_w_scale=self.noise_w_scale,
-            normalize_audio=False,
-        )
+    def stream(self, text: str, rate: int, stop: StopSignal | None = None) -> Iterator[SpeechChunk]:
+        voice = piper_voice(self.model_path)
+        stop = stop or StopSignal()
         source_rate = voice.config.sample_rate
         for sentence in split_sentences(text):
             with _ESPEAK_LOCK:
@@ -114,13 +113,47 @@ class PiperStreamingVoice:
             for sentence_phonemes in phonemes:
                 if not sentence_phonemes:
                     continue
-                audio = voice.phoneme_ids_to_audio(voice.phonemes_to_ids(sentence_phonemes), config)
-                parts.append(np.asarray(audio[0] if isinstance(audio, tuple) else audio))
+                audio = self._synthesize(voice, voice.phonemes_to_ids(sentence_phonemes), stop)
+                if audio is None:
+                    return  # stopped mid-sentence
+                parts.append(audio)
             if not parts:
                 continue
             self.sentences += 1
             samples = np.concatenate(parts).astype(np.float32).reshape(-1)
             yield SpeechChunk(_to_pcm16(samples, source_rate, rate, self.volume), sentence)
+
+    def _synthesize(self, voice: Any, ids: list[int], stop: StopSignal) -> np.ndarray | None:
+        """One ONNX run of Piper's VITS model (the inputs ``PiperVoice.phoneme_ids_to_audio``
+        builds), with run options ``stop`` can terminate; None if it was."""
+        import onnxruntime
+
+        config = voice.config
+        scales = [
+            config.noise_scale if self.noise_scale is None else self.noise_scale,
+            config.length_scale if self.length_scale is None else self.length_scale,
+            config.noise_w_scale if self.noise_w_scale is None else self.noise_w_scale,
+        ]
+        inputs = {
+            "input": np.array([ids], dtype=np.int64),
+            "input_lengths": np.array([len(ids)], dtype=np.int64),
+            "scales": np.array(scales, dtype=np.float32),
+        }
+        if config.num_speakers > 1:
+            inputs["sid"] = np.array([config.default_speaker_id or 0], dtype=np.int64)
+        options = onnxruntime.RunOptions()
+        remove = stop.on_stop(lambda: setattr(options, "terminate", True))
+        try:
+            if stop.stopped:
+                return None
+            audio = voice.session.run(None, inputs, options)[0]
+        except Exception:
+            if stop.stopped:  # onnxruntime raises when a run is terminated
+                return None
+            raise
+        finally:
+            remove()
+        return np.asarray(audio).reshape(-1)
 
 
 class EspeakVoice:
@@ -138,17 +171,24 @@ class EspeakVoice:
     def available() -> bool:
         return shutil.which("espeak-ng") is not None
 
-    def stream(self, text: str, rate: int) -> Iterator[SpeechChunk]:
+    def stream(self, text: str, rate: int, stop: StopSignal | None = None) -> Iterator[SpeechChunk]:
         if self.binary is None:
             raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
+        stop = stop or StopSignal()
         for sentence in split_sentences(text):
-            wav = subprocess.run(
-                [self.binary, "-v", self.voice, "-s", str(self.words_per_minute), "--stdout"],
-                input=sentence.encode(),
-                capture_output=True,
-                check=True,
-                timeout=30,
-            ).stdout
+            command = [self.binary, "-v", self.voice, "-s", str(self.words_per_minute), "--stdout"]
+            process = subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            remove = stop.on_stop(process.kill)
+            try:
+                wav, _ = process.communicate(sentence.encode(), timeout=30)
+            finally:
+                remove()
+            if stop.stopped:
+                return
+            if process.returncode:
+                raise RuntimeError(f"espeak-ng failed with exit code {process.returncode}")
             with wave.open(io.BytesIO(wav)) as reader:
                 source_rate = reader.getframerate()
                 raw = reader.readframes(reader.getnframes())
@@ -167,8 +207,10 @@ class SyntheticStreamingVoice:
         self.ms_per_word = ms_per_word
         self.sentences = 0
 
-    def stream(self, text: str, rate: int) -> Iterator[SpeechChunk]:
+    def stream(self, text: str, rate: int, stop: StopSignal | None = None) -> Iterator[SpeechChunk]:
         for sentence in split_sentences(text):
+            if stop is not None and stop.stopped:
+                return
             duration = max(300, self.ms_per_word * len(sentence.split()))
             self.sentences += 1
             pcm = b"".join(self.voice.synthesize(sentence, duration, rate))

@@ -25,6 +25,7 @@ from service.modelserver.engine.tts import (
     split_sentences,
 )
 from service.modelserver.script import ResponseRequest
+from service.settings import Settings
 from tests.support.session_driver import SessionDriver, only
 
 ALL_TOOLS = tuple(
@@ -132,7 +133,11 @@ def test_order_status_conversation() -> None:
     greeting = call.asked('Greet the caller by saying exactly: "Hi. What\'s your order number?"')
     assert greeting == Decision("Hi. What's your order number?")
     assert "ZIP" in call.says("Hi, where is my order for 217?").text
-    decision = call.says("9 4 1 0 7")
+    # Heard digits are read back before anything counts toward the lockout.
+    assert (
+        call.says("9 4 1 0 7").text == "I heard order 4 2 1 7, ZIP code 9 4 1 0 7 — is that right?"
+    )
+    decision = call.says("Yes, that's right.")
     assert decision.text == "Thanks, one moment."
     assert call_of(decision) == ("verify_caller", {"order_number": "4217", "zip_code": "94107"})
     decision = call.tool({"verified": True, "order_number": "4217"})
@@ -154,7 +159,8 @@ def test_order_status_conversation() -> None:
 
 def test_order_and_zip_in_one_breath_and_a_split_turn() -> None:
     call = Call()
-    decision = call.says("Where's order 4 2 1 7? My ZIP code is 9 4 1 0 7.")
+    assert "is that right" in call.says("Where's order 4 2 1 7? My ZIP code is 9 4 1 0 7.").text
+    decision = call.says("yes")
     assert call_of(decision)[1] == {"order_number": "4217", "zip_code": "94107"}
     call = Call()
     assert "order number" in call.says("Hi, I'm calling about my order.").text
@@ -165,11 +171,13 @@ def test_order_and_zip_in_one_breath_and_a_split_turn() -> None:
 def test_wrong_zip_unknown_order_lockout_and_errors() -> None:
     call = Call()
     call.says("Order 4217, zip 94108")
+    call.says("Yes.")
     assert (
         "doesn't match"
         in call.tool({"verified": False, "attempts_left": 2, "order_number": "4217"}).text
     )
-    assert call_of(call.says("9 4 1 0 7"))[1]["zip_code"] == "94107"
+    assert call.says("9 4 1 0 7").text == "I heard 9 4 1 0 7 — is that right?"
+    assert call_of(call.says("Yes."))[1]["zip_code"] == "94107"
     locked = call.tool({"verified": False, "locked": True, "order_number": "4217"})
     assert "transfer you to a person" in locked.text
     assert call_of(call.says("Yes, please.")) == ("transfer_call", {"target": "human"})
@@ -177,6 +185,7 @@ def test_wrong_zip_unknown_order_lockout_and_errors() -> None:
 
     call = Call()
     call.says("order 9999 zip 12345")
+    call.says("yes")
     not_found = call.tool(
         {
             "verified": False,
@@ -184,7 +193,7 @@ def test_wrong_zip_unknown_order_lockout_and_errors() -> None:
             "message": "There's no order with that number. Ask the caller to check it.",
         }
     )
-    assert not_found.text.startswith("There's no order with that number. Could you say")
+    assert not_found.text.startswith("There's no order with that number. Please say")
     error = call.tool({"error": "error", "message": "I couldn't look that up right now."})
     assert error.text.startswith("I couldn't look that up right now. Would you like")
 
@@ -196,7 +205,8 @@ def test_people_goodbyes_and_what_it_does_not_understand() -> None:
     assert "whole number" in Call().says("My order is 2 1 7").text
     no_tools = Call(tools=())
     no_tools.says("order 4217")
-    assert "can't look up orders" in no_tools.says("zip 94107").text
+    no_tools.says("zip 94107")
+    assert "can't look up orders" in no_tools.says("Yes").text
     assert Call(tools=()).says("Goodbye!") == Decision(GOODBYE)
     assert (
         "One moment"
@@ -211,17 +221,15 @@ def test_people_goodbyes_and_what_it_does_not_understand() -> None:
 # --- the LLM brain ---------------------------------------------------------------------------
 
 
-def test_llm_config_from_env_and_settings() -> None:
-    assert llm_config(env={}) is None
-    config = llm_config(env={"LLM_BASE_URL": "http://127.0.0.1:9/v1/", "LLM_MODEL": "m"})
+def test_llm_config_from_settings_and_its_public_env_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("LLM_BASE_URL", raising=False)
+    assert llm_config(Settings(_env_file=None)) is None  # type: ignore[call-arg]
+    monkeypatch.setenv("LLM_BASE_URL", "http://127.0.0.1:9/v1/")
+    monkeypatch.setenv("LLM_MODEL", "m")
+    config = llm_config(Settings(_env_file=None))  # type: ignore[call-arg]
     assert config is not None and config.base_url == "http://127.0.0.1:9/v1" and config.model == "m"
-
-    class Settings:
-        llm_base_url = "http://settings/v1"
-
-    assert llm_config(Settings(), env={"LLM_BASE_URL": "http://env/v1"}).base_url == (  # type: ignore[union-attr]
-        "http://settings/v1"
-    )
     assert "key" not in repr(LlmConfig("http://x", api_key="secret"))
 
 

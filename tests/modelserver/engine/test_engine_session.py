@@ -23,6 +23,7 @@ from service.modelserver.engine import (
 from service.modelserver.engine.hotline_brain import HotlineBrain
 from service.modelserver.engine.tts import SyntheticStreamingVoice
 from service.modelserver.script import FunctionCall, Script
+from service.settings import Settings
 from tests.support.session_driver import SessionDriver, audio_bytes, b64, only, types
 
 Event = dict[str, Any]
@@ -160,12 +161,14 @@ def test_barge_in_cancels_the_reply_and_its_synthesis() -> None:
 
 
 def test_the_hotline_flow_through_function_calls() -> None:
-    d = driver("Hi, where is my order for 217?", "9 4 1 0 7")
+    d = driver("Hi, where is my order for 217?", "9 4 1 0 7", "Yes, that's right.")
     d.update(audio={"input": {"transcription": {"model": "whisper-1"}}})
     events = hear(d, caller())
     heard = only(d.events, "conversation.item.input_audio_transcription.completed")
     assert heard["transcript"] == "Hi, where is my order for 217?"
     assert "ZIP code" in spoken(events)[0]
+    events = hear(d, caller())
+    assert spoken(events) == ["I heard order 4 2 1 7, ZIP code 9 4 1 0 7 — is that right?"]
     events = hear(d, caller())
     call = only(events, "response.function_call_arguments.done")
     assert (call["name"], orjson.loads(call["arguments"])) == (
@@ -251,7 +254,7 @@ def test_early_transcription_is_reused_when_the_pause_ends_the_turn() -> None:
     transcriber = engine.engine.transcriber
     assert isinstance(transcriber, Canned)
     assert transcriber.calls == 1  # the early job (at 200 ms of silence) was the turn's
-    assert engine.transcripts[next(iter(engine.transcripts))].result() == "Hello."
+    assert engine.transcripts[next(iter(engine.transcripts))].result().text == "Hello."
 
 
 def test_a_failed_transcription_is_reported_and_heard_as_nothing() -> None:
@@ -274,22 +277,27 @@ def test_a_failed_transcription_is_reported_and_heard_as_nothing() -> None:
 
 
 def test_engine_selection(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert engine_kind(env={"LOCAL_ENGINE": "synthetic"}) == "synthetic"
-    assert engine_kind(env={"LOCAL_ENGINE": "speech"}) == "speech"
-    assert engine_kind(env={}) == "speech"  # the [local] extra is installed here
+    def settings(**values: Any) -> Settings:
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
-    class Settings:
-        local_engine = "synthetic"
-
-    assert engine_kind(Settings(), env={"LOCAL_ENGINE": "speech"}) == "synthetic"
-    with pytest.raises(ValueError, match="LOCAL_ENGINE"):
-        engine_kind(env={"LOCAL_ENGINE": "gpt"})
-    assert default_engine(env={"LOCAL_ENGINE": "synthetic"}) is None  # the scripted server
-    assert isinstance(default_engine(env={"LOCAL_ENGINE": "speech"}), SpeechEngine)
+    for name in ("LOCAL_ENGINE", "LOCAL_EARLY_STT_MS"):
+        monkeypatch.delenv(name, raising=False)
+    assert engine_kind(settings(local_engine="synthetic")) == "synthetic"
+    assert engine_kind(settings(local_engine="speech")) == "speech"
+    assert engine_kind(settings()) == "speech"  # the [local] extra is installed here
+    monkeypatch.setenv("LOCAL_ENGINE", "synthetic")  # the public names still work
+    monkeypatch.setenv("LOCAL_EARLY_STT_MS", "off")
+    assert engine_kind(settings()) == "synthetic" and settings().local_early_stt_ms is None
+    monkeypatch.setenv("LOCAL_EARLY_STT_MS", "350")
+    assert settings().local_early_stt_ms == 350
+    with pytest.raises(ValueError, match="local_engine"):
+        settings(local_engine="gpt")
+    assert default_engine(settings(local_engine="synthetic")) is None  # the scripted server
+    assert isinstance(default_engine(settings(local_engine="speech")), SpeechEngine)
     monkeypatch.setattr("service.modelserver.engine.speech_available", lambda: False, raising=True)
-    assert engine_kind(env={}) == "synthetic"
+    assert engine_kind(settings(local_engine="")) == "synthetic"
     with pytest.raises(RuntimeError, match=r"\[local\] extra"):
-        engine_kind(env={"LOCAL_ENGINE": "speech"})
+        engine_kind(settings(local_engine="speech"))
 
 
 def test_scripted_sessions_are_untouched() -> None:
