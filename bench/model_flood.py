@@ -48,7 +48,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, os.environ.get("FLOOD_TREE") or str(Path(__file__).resolve().parent.parent))
 
-import _procs
+from service.loadtest import procs as _procs
 
 from service.logging import configure_logging
 from service.modelserver.script import Script, Turn

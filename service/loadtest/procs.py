@@ -1,4 +1,4 @@
-"""Bench helper: start/stop the service and the local realtime server, read /proc.
+"""Start/stop the service and model servers as processes; read their CPU and RSS from /proc.
 
 Everything here is synchronous and bounded (every wait has a deadline). Linux only (/proc).
 """
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["Proc", "cpu_seconds", "free_port", "rss_bytes", "start", "wait_http", "wait_tcp"]
+__all__ = ["Proc", "cpu_seconds", "free_port", "rss_bytes", "start", "start_command", "wait_http", "wait_tcp"]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent.parent
 
 
 def free_port() -> int:
@@ -86,17 +86,29 @@ class Proc:
         return None if code in (0, -sig) else f"exited with {code}"
 
 
-def start(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Proc:
-    """``python -m service <args>`` with ``env`` added to ours; output goes to a log file."""
+def start(
+    name: str, args: list[str], env: dict[str, str], log_dir: Path, *, module: str = "service"
+) -> Proc:
+    """``python -m <module> <args>`` with ``env`` added to ours; output goes to a log file."""
     log_path = log_dir / f"{name}.log"
     with open(log_path, "wb") as log:
         popen = subprocess.Popen(
-            [sys.executable, "-m", "service", *args],
+            [sys.executable, "-m", module, *args],
             cwd=REPO,
             env={**os.environ, **env},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
+        )
+    return Proc(name, popen, log_path)
+
+
+def start_command(name: str, argv: list[str], log_dir: Path) -> Proc:
+    """Any program (e.g. ``redis-server``), output to a log file."""
+    log_path = log_dir / f"{name}.log"
+    with open(log_path, "wb") as log:
+        popen = subprocess.Popen(
+            argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
         )
     return Proc(name, popen, log_path)
 

@@ -1,0 +1,48 @@
+"""Run load specs one after another with a progress bar, then print the table."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from service.loadtest.report import call_failure, render
+from service.loadtest.run import LoadSpec, Outcome, run_load
+
+__all__ = ["run_loadtest", "run_specs"]
+
+
+def run_specs(specs: list[LoadSpec], console: Console | None = None) -> list[Outcome]:
+    console = console or Console(stderr=True)
+    outcomes: list[Outcome] = []
+    with tempfile.TemporaryDirectory(prefix="loadtest-") as tmp:
+        for spec in specs:
+            name = spec.label or f"{spec.mode} N={spec.calls}"
+            with Progress(
+                TextColumn(f"[bold]{name}"),
+                BarColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=console,
+                transient=False,
+            ) as bar:
+                task = bar.add_task("starting", total=spec.ramp_s + spec.seconds)
+
+                def update(done: float, total: float, status: str) -> None:
+                    bar.update(task, completed=done, total=total, description=status)
+
+                outcome = run_load(spec, Path(tmp), progress=update)
+            outcomes.append(outcome)
+    return outcomes
+
+
+def run_loadtest(specs: list[LoadSpec]) -> int:
+    """The ``loadtest`` command: 0 if every call went through, 1 otherwise."""
+    outcomes = run_specs(specs)
+    render(outcomes, Console(width=200))
+    failed = any(
+        o.error is not None or any(call_failure(r) for r in o.results) for o in outcomes
+    )
+    return 1 if failed else 0
