@@ -49,7 +49,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, os.environ.get("FLOOD_TREE") or str(Path(__file__).resolve().parent.parent))
 
 from service.loadtest import procs as _procs
-
 from service.logging import configure_logging
 from service.modelserver.script import Script, Turn
 from service.modelserver.server import LocalRealtimeServer

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from service.loadtest.report import call_failure, render
 from service.loadtest.run import LoadSpec, Outcome, run_load
@@ -30,19 +31,21 @@ def run_specs(specs: list[LoadSpec], console: Console | None = None) -> list[Out
             ) as bar:
                 task = bar.add_task("starting", total=spec.ramp_s + spec.seconds)
 
-                def update(done: float, total: float, status: str) -> None:
-                    bar.update(task, completed=done, total=total, description=status)
-
-                outcome = run_load(spec, Path(tmp), progress=update)
+                outcome = run_load(spec, Path(tmp), progress=_updater(bar, task))
             outcomes.append(outcome)
     return outcomes
+
+
+def _updater(bar: Progress, task: TaskID) -> Callable[[float, float, str], None]:
+    def update(done: float, total: float, status: str) -> None:
+        bar.update(task, completed=done, total=total, description=status)
+
+    return update
 
 
 def run_loadtest(specs: list[LoadSpec]) -> int:
     """The ``loadtest`` command: 0 if every call went through, 1 otherwise."""
     outcomes = run_specs(specs)
     render(outcomes, Console(width=200))
-    failed = any(
-        o.error is not None or any(call_failure(r) for r in o.results) for o in outcomes
-    )
+    failed = any(o.error is not None or any(call_failure(r) for r in o.results) for o in outcomes)
     return 1 if failed else 0

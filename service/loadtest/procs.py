@@ -16,7 +16,16 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["Proc", "cpu_seconds", "free_port", "rss_bytes", "start", "start_command", "wait_http", "wait_tcp"]
+__all__ = [
+    "Proc",
+    "cpu_seconds",
+    "free_port",
+    "rss_bytes",
+    "start",
+    "start_command",
+    "wait_http",
+    "wait_tcp",
+]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 REPO = Path(__file__).resolve().parent.parent.parent

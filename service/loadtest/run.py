@@ -129,9 +129,7 @@ async def _sample(
         if progress is not None:
             gone = sum(1 for p in phones if p.closed_by is not None)
             elapsed = time.monotonic() - t0
-            progress(
-                min(elapsed, total), total, f"{live} streaming, {gone}/{spec.calls} ended"
-            )
+            progress(min(elapsed, total), total, f"{live} streaming, {gone}/{spec.calls} ended")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SAMPLE_S):
                 await stop.wait()

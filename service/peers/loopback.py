@@ -39,7 +39,9 @@ class LoopbackPeer:
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
         return None
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0, *, reuse_port: bool = False) -> None:
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, reuse_port: bool = False
+    ) -> None:
         """Listen; ``reuse_port`` lets several processes share one port (SO_REUSEPORT, Linux),
         the kernel spreading connections over them (the load generator's model pool)."""
         self._server = await serve(
