@@ -34,6 +34,11 @@ def main() -> int:
     ap.add_argument("--barge-every", type=float, default=None, help="repeat barge-ins (s)")
     ap.add_argument("--model-procs", type=int, default=2, help="synthetic model processes")
     ap.add_argument("--redis-url", default=None, help="default: a fresh redis-server per row")
+    ap.add_argument(
+        "--compare-tree",
+        default=None,
+        help="also run each row against the service in this checkout (the 'before' rows)",
+    )
     args = ap.parse_args()
     loads = [int(x) for x in args.loads.split(",") if x.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -42,6 +47,7 @@ def main() -> int:
     if not 5 <= args.seconds <= 600:
         ap.error("--seconds must be within 5..600")
     configure_logging("console", "error")  # the softphones log every call at info
+    trees = [(None, "")] + ([(args.compare_tree, "before ")] if args.compare_tree else [])
     specs = [
         LoadSpec(
             calls=n,
@@ -50,13 +56,20 @@ def main() -> int:
             model_procs=args.model_procs,
             redis_url=args.redis_url,
             barge_every_s=args.barge_every,
+            service_tree=tree,
+            label=f"{label}{mode} N={n}",
         )
         for n in loads
         for mode in modes
+        for tree, label in trees
     ]
     outcomes = run_specs(specs)
     render(outcomes, Console(width=200))
-    by_key = {(o.spec.mode, o.spec.calls): o for o in outcomes if o.calls_per_core}
+    by_key = {
+        (o.spec.mode, o.spec.calls): o
+        for o in outcomes
+        if o.calls_per_core and o.spec.service_tree is None
+    }
     ratios = [
         f"N={n}: {by_key[('passthrough', n)].calls_per_core / by_key[('transcode', n)].calls_per_core:.2f}x"  # noqa: E501
         for n in loads
@@ -64,6 +77,18 @@ def main() -> int:
     ]
     if ratios:
         print("\nCalls per core, passthrough / transcode (same run): " + ", ".join(ratios))
+    before = {
+        (o.spec.mode, o.spec.calls): o
+        for o in outcomes
+        if o.calls_per_core and o.spec.service_tree is not None
+    }
+    gains = [
+        f"{mode} N={n}: {by_key[(mode, n)].calls_per_core / b.calls_per_core:.2f}x"
+        for (mode, n), b in before.items()
+        if (mode, n) in by_key
+    ]
+    if gains:
+        print("Calls per core, this checkout / --compare-tree (same run): " + ", ".join(gains))
     return 0 if all(o.error is None for o in outcomes) else 1
 
 

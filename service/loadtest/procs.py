@@ -96,14 +96,21 @@ class Proc:
 
 
 def start(
-    name: str, args: list[str], env: dict[str, str], log_dir: Path, *, module: str = "service"
+    name: str,
+    args: list[str],
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    module: str = "service",
+    cwd: Path | None = None,
 ) -> Proc:
-    """``python -m <module> <args>`` with ``env`` added to ours; output goes to a log file."""
+    """``python -m <module> <args>`` with ``env`` added to ours; output goes to a log file.
+    ``cwd`` (default: this checkout) comes first on ``sys.path``: its ``service`` is run."""
     log_path = log_dir / f"{name}.log"
     with open(log_path, "wb") as log:
         popen = subprocess.Popen(
             [sys.executable, "-m", module, *args],
-            cwd=REPO,
+            cwd=cwd or REPO,
             env={**os.environ, **env},
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -61,6 +61,9 @@ class LoadSpec:
     barge_every_s: float | None = None
     ramp_s: float = RAMP_S
     service_env: tuple[tuple[str, str], ...] = ()  # extra env for a service we start
+    # Start the service from another checkout (e.g. the commit before a change), to compare
+    # two versions within one run on a noisy machine.
+    service_tree: str | None = None
     label: str = ""
 
 
@@ -256,7 +259,11 @@ def run_load(spec: LoadSpec, log_dir: Path, progress: Progress | None = None) ->
                 **dict(spec.service_env),
             }
             svc = procs.start(
-                "service", ["serve", "--host", "127.0.0.1", "--port", str(svc_port)], env, log_dir
+                "service",
+                ["serve", "--host", "127.0.0.1", "--port", str(svc_port)],
+                env,
+                log_dir,
+                cwd=Path(spec.service_tree) if spec.service_tree else None,
             )
             started.append((svc, signal.SIGTERM))
             procs.wait_http(svc, base_url + "/healthz")
