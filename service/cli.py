@@ -133,6 +133,12 @@ def loadtest(
     barge_every: Annotated[
         float | None, typer.Option(help="Barge in again every this many seconds.")
     ] = None,
+    log_dir: Annotated[
+        Path | None, typer.Option(help="Keep the started processes' logs here.")
+    ] = None,
+    service_env: Annotated[
+        list[str] | None, typer.Option(help="KEY=VALUE for a service it starts (repeatable).")
+    ] = None,
 ) -> None:
     """Place N simulated Twilio calls (real time) and print what they cost the service."""
     if mode not in ("transcode", "passthrough"):
@@ -154,8 +160,11 @@ def loadtest(
         model_procs=model_procs,
         redis_url=redis_url,
         barge_every_s=barge_every,
+        service_env=tuple(
+            (key, value) for key, _, value in (item.partition("=") for item in service_env or [])
+        ),
     )
-    raise typer.Exit(run_loadtest([spec]))
+    raise typer.Exit(run_loadtest([spec], log_dir=log_dir))
 
 
 def main() -> None:

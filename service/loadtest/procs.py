@@ -5,6 +5,7 @@ Everything here is synchronous and bounded (every wait has a deadline). Linux on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -24,6 +25,7 @@ __all__ = [
     "start",
     "start_command",
     "wait_http",
+    "wait_log",
     "wait_tcp",
 ]
 
@@ -140,6 +142,19 @@ def wait_tcp(proc: Proc, port: int, timeout: float = 20.0) -> None:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"{proc.name} not listening on {port} after {timeout} s")
+
+
+def wait_log(proc: Proc, text: str, timeout: float = 30.0) -> None:
+    """Wait until ``text`` appears in the process's log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited during start-up:\n{proc.log_tail()}")
+        with contextlib.suppress(OSError):
+            if text in proc.log_path.read_text(errors="replace"):
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.name}: no {text!r} in its log after {timeout} s")
 
 
 def wait_http(proc: Proc, url: str, timeout: float = 30.0) -> dict[str, object]:

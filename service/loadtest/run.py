@@ -238,7 +238,8 @@ def run_load(spec: LoadSpec, log_dir: Path, progress: Progress | None = None) ->
                         module="service.loadtest.model",
                     )
                     started.append((model, signal.SIGINT))
-                    procs.wait_tcp(model, port)
+                    # Not wait_tcp: the port answers as soon as the first process listens.
+                    procs.wait_log(model, "loadtest model listening")
                     model_pids.append(model.pid)
                 model_url = f"ws://127.0.0.1:{port}/v1/realtime"
             redis_url = spec.redis_url or _start_redis(log_dir, redis_procs)
