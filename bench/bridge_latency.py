@@ -47,7 +47,8 @@ def main() -> int:
     if not 5 <= args.seconds <= 600:
         ap.error("--seconds must be within 5..600")
     configure_logging("console", "error")  # the softphones log every call at info
-    trees = [(None, "")] + ([(args.compare_tree, "before ")] if args.compare_tree else [])
+    # Alternate the two checkouts row by row, "before" first.
+    trees = ([(args.compare_tree, "before ")] if args.compare_tree else []) + [(None, "")]
     specs = [
         LoadSpec(
             calls=n,
