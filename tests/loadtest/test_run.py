@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from service.loadtest.report import call_failure, render
 from service.loadtest.run import LoadSpec, run_load
@@ -20,5 +21,5 @@ def test_two_calls_measure_the_service(tmp_path: Path, capsys: pytest.CaptureFix
     assert outcome.calls_per_core is not None
     assert outcome.stats["latency"]["caller_to_model_ms"]["count"] > 0
     assert sum(r.summary.frames_received for r in outcome.results if r.summary) > 0
-    render([outcome])
+    render([outcome], Console(width=200))
     assert "calls/core" in capsys.readouterr().out
