@@ -4,7 +4,9 @@ Columns: ``calls/core`` = seconds of calls streamed ÷ service CPU seconds (utim
 /proc: the service process only); ``c→m``/``m→c`` = latency the service adds per direction
 (frame arrival → our send done, its ``GET /stats``) p50/p99 ms; ``start→clear`` = model
 ``speech_started`` → ``clear`` sent, inside the service, p50/p99 ms; ``frames`` = caller frames
-sent / agent frames received (all calls); ``rss/call`` = (peak − idle service RSS) / N;
+sent / agent frames received (all calls); ``µs/frame`` = service CPU per frame of either
+direction — the work-normalised cost, comparable across rows whose calls did different
+amounts of talking (calls per core is not); ``rss/call`` = (peak − idle service RSS) / N;
 ``redis/call-min`` = Redis commands per call-minute; ``errors`` = calls that raised, were
 closed by the service or got invalid messages. ``lag`` = the worst caller-clock lag of the
 softphones: large values mean the machine, not the service, was the bottleneck.
@@ -58,7 +60,8 @@ def render(outcomes: list[Outcome], console: Console | None = None) -> None:
     )
     for name in (
         "run", "mode", "N", "s", "calls/core", "c→m ms", "m→c ms", "start→clear ms",
-        "e2e barge ms", "frames out/in", "rss/call", "redis/call-min", "errors", "lag ms",
+        "e2e barge ms", "frames out/in", "µs/frame", "rss/call", "redis/call-min", "errors",
+        "lag ms",
     ):  # fmt: skip
         table.add_column(name, justify="left" if name in ("run", "mode") else "right")
     notes: list[str] = []
@@ -92,6 +95,7 @@ def render(outcomes: list[Outcome], console: Console | None = None) -> None:
             _pq(o.stats, "barge_in_to_clear_ms"),
             _pq_list(e2e),
             f"{sent}/{received}",
+            f"{o.svc_cpu_s / (sent + received) * 1e6:.0f}" if o.svc_cpu_s and sent else "n/a",
             f"{rss:.2f} MiB" if rss is not None else "n/a",
             f"{o.redis_ops / call_min:.0f}" if o.redis_ops is not None and call_min else "n/a",
             str(sum(failures.values())),
