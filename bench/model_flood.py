@@ -48,13 +48,11 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, os.environ.get("FLOOD_TREE") or str(Path(__file__).resolve().parent.parent))
 
-import _procs
-
 from service.logging import configure_logging
 from service.modelserver.script import Script, Turn
 from service.modelserver.server import LocalRealtimeServer
 from service.peers.twilio import Softphone
-from service.serving import RunningService
+from service.serving import RunningService, free_port
 from service.settings import Settings
 
 GREETING_MS = 12_000
@@ -198,7 +196,7 @@ async def drive(row: Row, calls: int) -> None:
     script = Script(greeting=Turn(text="Hello", duration_ms=GREETING_MS), pace=1.0, chunk_ms=100)
     model = TimedServer(script)
     await model.start()
-    port = _procs.free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     settings = Settings(  # type: ignore[call-arg]
         public_url=base_url,
@@ -284,7 +282,8 @@ def main() -> None:
             row.error = f"{type(exc).__name__}: {exc}"
         sys.stdout.write(orjson.dumps(row.result()).decode() + "\n")
         return
-    trees = [t.split("=", 1) for t in args.tree] or [["this", str(_procs.REPO)]]
+    this_tree = str(Path(__file__).resolve().parent.parent)
+    trees = [t.split("=", 1) for t in args.tree] or [["this", this_tree]]
     rows: list[Row] = []
     for label, path in trees:
         for flood in args.floods.split(","):

@@ -41,8 +41,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._procs import Proc, free_port, rss_bytes, start, wait_tcp
 from service.audio.g711 import pcm16_to_ulaw
+from service.loadtest.procs import Proc, free_port, rss_bytes, start, wait_tcp
 from service.modelserver.engine.stt import WhisperTranscriber
 from service.modelserver.engine.tts import PiperStreamingVoice
 

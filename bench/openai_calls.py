@@ -32,10 +32,8 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _procs
-
+from service.loadtest import procs as _procs
 from service.logging import configure_logging
 from service.peers.openai_calls import OpenAICallsStandIn
 from tests.support.redis_server import RedisServer

@@ -40,12 +40,10 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import _procs
 
 from service.audio.g711 import pcm16_to_ulaw
 from service.demo import CALLER_VOICE
+from service.loadtest import procs as _procs
 from service.peers.sip import SipPhone
 
 RAMP_S = 2.0

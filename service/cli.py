@@ -112,5 +112,60 @@ def demo(
     raise typer.Exit(asyncio.run(run_demo(seconds=seconds, record=record)))
 
 
+@app.command()
+def loadtest(
+    calls: Annotated[int, typer.Option(min=1, help="Concurrent calls.")] = 50,
+    seconds: Annotated[float, typer.Option(min=5, max=3600, help="Length of each call.")] = 20,
+    mode: Annotated[str, typer.Option(help="AUDIO_MODE: transcode | passthrough.")] = "transcode",
+    target: Annotated[
+        str | None, typer.Option(help="A running service's base URL (default: start one).")
+    ] = None,
+    target_pid: Annotated[
+        int | None, typer.Option(help="The target's process id, to measure its CPU and RSS.")
+    ] = None,
+    model: Annotated[
+        str, typer.Option(help="'local' (a synthetic model pool) or a Realtime ws:// URL.")
+    ] = "local",
+    model_procs: Annotated[int, typer.Option(min=1, help="Processes in the model pool.")] = 2,
+    redis_url: Annotated[
+        str | None, typer.Option(help="Default: a redis-server started on loopback.")
+    ] = None,
+    barge_every: Annotated[
+        float | None, typer.Option(help="Barge in again every this many seconds.")
+    ] = None,
+    log_dir: Annotated[
+        Path | None, typer.Option(help="Keep the started processes' logs here.")
+    ] = None,
+    service_env: Annotated[
+        list[str] | None, typer.Option(help="KEY=VALUE for a service it starts (repeatable).")
+    ] = None,
+) -> None:
+    """Place N simulated Twilio calls (real time) and print what they cost the service."""
+    if mode not in ("transcode", "passthrough"):
+        raise typer.BadParameter("transcode or passthrough", param_hint="--mode")
+    from service.loadtest.cli import run_loadtest
+    from service.loadtest.run import LoadSpec
+
+    settings = Settings()
+    configure_logging("console", "error")  # the softphones log every call at info
+    spec = LoadSpec(
+        calls=calls,
+        seconds=seconds,
+        mode=mode,
+        target=target,
+        target_pid=target_pid,
+        auth_token=settings.twilio_auth_token.get_secret_value() or None if target else None,
+        public_url=settings.public_url if target else None,
+        model=model,
+        model_procs=model_procs,
+        redis_url=redis_url,
+        barge_every_s=barge_every,
+        service_env=tuple(
+            (key, value) for key, _, value in (item.partition("=") for item in service_env or [])
+        ),
+    )
+    raise typer.Exit(run_loadtest([spec], log_dir=log_dir))
+
+
 def main() -> None:
     app()

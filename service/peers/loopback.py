@@ -39,7 +39,11 @@ class LoopbackPeer:
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
         return None
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, reuse_port: bool = False
+    ) -> None:
+        """Listen; ``reuse_port`` lets several processes share one port (SO_REUSEPORT, Linux),
+        the kernel spreading connections over them (the load generator's model pool)."""
         self._server = await serve(
             self._handle,
             host,
@@ -47,6 +51,7 @@ class LoopbackPeer:
             process_request=self._check_request,
             compression=None,  # the real services do not negotiate permessage-deflate
             max_size=self.max_message_bytes,
+            reuse_port=reuse_port or None,
         )
         self.host = host
         self.port = next(iter(self._server.sockets)).getsockname()[1]

@@ -70,6 +70,7 @@ class MediaStreamCodec:
         self.media_in = 0
         self.violations: Counter[str] = Counter()
         self.unknown_events: Counter[str] = Counter()
+        self._media_head = ""
 
     # --- Twilio → us ------------------------------------------------------------------------
 
@@ -145,6 +146,8 @@ class MediaStreamCodec:
         self.started = True
         self.call_sid = call_sid
         self.stream_sid = stream_sid
+        # Outgoing frames are built from pieces (see ``media``): the sid, JSON-quoted once.
+        self._media_head = f'{{"event":"media","streamSid":{orjson.dumps(stream_sid).decode()}'
         # from/to/direction are <Parameter>s our own voice webhook put in the TwiML (A.1).
         return CallStarted(
             call_sid=call_sid,
@@ -230,10 +233,10 @@ class MediaStreamCodec:
 
     def media(self, ulaw: bytes) -> str:
         # A.3: raw μ-law 8 kHz, no header, any size; Twilio plays media in order.
-        payload = b64encode(ulaw).decode("ascii")
-        return orjson.dumps(
-            {"event": "media", "streamSid": self.stream_sid, "media": {"payload": payload}}
-        ).decode()
+        # Built from pieces, not a dict through orjson: this runs 50 times a call-second, and
+        # base64 needs no JSON escaping (the sid was quoted by orjson at ``start``). Same bytes
+        # as orjson.dumps of the dict (tests/telephony check both).
+        return self._media_head + ',"media":{"payload":"' + b64encode(ulaw).decode() + '"}}'
 
     def mark(self, name: str) -> str:
         return orjson.dumps(

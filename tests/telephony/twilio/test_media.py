@@ -187,3 +187,20 @@ def test_encode_commands(codec: MediaStreamCodec) -> None:
 def test_encode_before_start_is_a_bug() -> None:
     with pytest.raises(RuntimeError):
         MediaStreamCodec().encode(ClearPlayback())
+
+
+@given(sid=st.text(min_size=1, max_size=40), audio=st.binary(max_size=400))
+def test_media_frames_built_from_pieces_are_the_json_of_the_message(sid: str, audio: bytes) -> None:
+    """``media`` skips the dict (hot path); its frame must stay exactly that dict's JSON, for
+    any sid Twilio could send (quotes, backslashes, non-ASCII)."""
+    codec = MediaStreamCodec()
+    started = codec.receive(
+        json.dumps({"event": "start", "start": {"callSid": CALL, "streamSid": sid}})
+    )
+    assert isinstance(started, CallStarted)
+    frame_text = codec.encode(PlayAudio(audio)) or ""
+    assert json.loads(frame_text) == {
+        "event": "media",
+        "streamSid": sid,
+        "media": {"payload": base64.b64encode(audio).decode()},
+    }

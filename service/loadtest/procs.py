@@ -1,10 +1,11 @@
-"""Bench helper: start/stop the service and the local realtime server, read /proc.
+"""Start/stop the service and model servers as processes; read their CPU and RSS from /proc.
 
 Everything here is synchronous and bounded (every wait has a deadline). Linux only (/proc).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -16,10 +17,20 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["Proc", "cpu_seconds", "free_port", "rss_bytes", "start", "wait_http", "wait_tcp"]
+__all__ = [
+    "Proc",
+    "cpu_seconds",
+    "free_port",
+    "rss_bytes",
+    "start",
+    "start_command",
+    "wait_http",
+    "wait_log",
+    "wait_tcp",
+]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent.parent
 
 
 def free_port() -> int:
@@ -86,17 +97,36 @@ class Proc:
         return None if code in (0, -sig) else f"exited with {code}"
 
 
-def start(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Proc:
-    """``python -m service <args>`` with ``env`` added to ours; output goes to a log file."""
+def start(
+    name: str,
+    args: list[str],
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    module: str = "service",
+    cwd: Path | None = None,
+) -> Proc:
+    """``python -m <module> <args>`` with ``env`` added to ours; output goes to a log file.
+    ``cwd`` (default: this checkout) comes first on ``sys.path``: its ``service`` is run."""
     log_path = log_dir / f"{name}.log"
     with open(log_path, "wb") as log:
         popen = subprocess.Popen(
-            [sys.executable, "-m", "service", *args],
-            cwd=REPO,
+            [sys.executable, "-m", module, *args],
+            cwd=cwd or REPO,
             env={**os.environ, **env},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
+        )
+    return Proc(name, popen, log_path)
+
+
+def start_command(name: str, argv: list[str], log_dir: Path) -> Proc:
+    """Any program (e.g. ``redis-server``), output to a log file."""
+    log_path = log_dir / f"{name}.log"
+    with open(log_path, "wb") as log:
+        popen = subprocess.Popen(
+            argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
         )
     return Proc(name, popen, log_path)
 
@@ -112,6 +142,19 @@ def wait_tcp(proc: Proc, port: int, timeout: float = 20.0) -> None:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"{proc.name} not listening on {port} after {timeout} s")
+
+
+def wait_log(proc: Proc, text: str, timeout: float = 30.0) -> None:
+    """Wait until ``text`` appears in the process's log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited during start-up:\n{proc.log_tail()}")
+        with contextlib.suppress(OSError):
+            if text in proc.log_path.read_text(errors="replace"):
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.name}: no {text!r} in its log after {timeout} s")
 
 
 def wait_http(proc: Proc, url: str, timeout: float = 30.0) -> dict[str, object]:
