@@ -118,6 +118,7 @@ class Campaigns:
         ready = int(await redis.zcount(keys.due, "-inf", now))
         live = int(await redis.zcard(keys.live))
         counters = {k: int(v) for k, v in fields.items() if v.isdigit() and k != "concurrency"}
+        counters["rejected"] = await self.store.rejected_count(campaign_id)
         return {
             "id": campaign_id,
             "state": fields.get("state"),

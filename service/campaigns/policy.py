@@ -14,8 +14,9 @@ Results (one word per attempt, kept on the contact):
 ====================  ===============================================  =============
 
 Final (never retried, decided before any dial): ``dnc`` (on the do-not-call list),
-``invalid`` (bad row), ``never_open`` (its zones' windows never overlap), ``canceled``
-(the campaign was canceled).
+``invalid`` (refused at dial time: profile or variables gone, the carrier rejected the
+number), ``never_open`` (its zones' windows never overlap). Upload rows that fail
+validation are ``rejected`` and never become contacts.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ Keys (``P`` = ``REDIS_KEY_PREFIX``, ``C`` = ``P campaign:{id}``, braces literal:
     C:leases                zset   claimed, not yet dialed → lease expiry (ms)
     C:live                  zset   dialed, no final status yet → safety expiry (ms)
     C:pace, P pace:account  string GCRA "theoretical arrival time" (ms)
-    C:errors                list   rejected upload rows (JSON), for the results
+    C:errors                hash   rejected upload rows (JSON) by contact id, for results
     P dnc                   set    E.164 numbers never to dial
 
 Why Lua and sorted sets, not streams: a contact may be dialed only when it is due (its window
@@ -353,19 +353,22 @@ class CampaignStore:
         )
 
     async def record_errors(self, campaign_id: str, errors: Sequence[Mapping[str, object]]) -> None:
-        """Rejected upload rows: kept for the results (never dialed), counted as invalid."""
+        """Rejected upload rows, kept for the results (never dialed). Keyed by contact id
+        (or row number): the same bad row uploaded twice is one rejected row."""
         if not errors:
             return
-        keys = self.keys(campaign_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(keys.errors, *(orjson.dumps(dict(e)).decode() for e in errors))
-            pipe.ltrim(keys.errors, -100_000, -1)
-            pipe.hincrby(keys.campaign, "invalid", len(errors))
-            await pipe.execute()
+        mapping = {
+            str(e.get("contact_id") or f"row {e.get('row')}"): orjson.dumps(dict(e)).decode()
+            for e in errors
+        }
+        await self.redis.hset(self.keys(campaign_id).errors, mapping=mapping)
 
     async def errors(self, campaign_id: str) -> list[dict[str, Any]]:
-        raw = await self.redis.lrange(self.keys(campaign_id).errors, 0, -1)
+        raw = await self.redis.hvals(self.keys(campaign_id).errors)
         return [orjson.loads(item) for item in raw]
+
+    async def rejected_count(self, campaign_id: str) -> int:
+        return int(await self.redis.hlen(self.keys(campaign_id).errors))
 
     # -- do not call ----------------------------------------------------------------------
 
