@@ -66,8 +66,9 @@ async def test_two_services_share_one_campaign(make_service, monkeypatch) -> Non
         rows += [f"k{i},{number},N{i}" for i, number in enumerate(everyone)]
         rows += ["bad1,+1555,X", "bad2,3125550000,Y"]  # invalid; not E.164
         async with httpx.AsyncClient(base_url=first.base_url, timeout=10) as http:
-            assert (await http.post("/v1/dnc", headers=auth(),
-                                    json={"numbers": ["+13125559999"]})).json()["added"] == 1
+            assert (
+                await http.post("/v1/dnc", headers=auth(), json={"numbers": ["+13125559999"]})
+            ).json()["added"] == 1
             created = await http.post("/v1/campaigns", headers=auth(), json={
                 "profile": "hotline", "concurrency": 3, "cps": 4,
                 "retry": {"max_attempts": 2, "rules": {"busy": {"delay_s": 0.5},
@@ -106,7 +107,7 @@ async def test_two_services_share_one_campaign(make_service, monkeypatch) -> Non
         assert counters["dialed"] == sum(dials.values()) == 22
         assert counters["answered"] == 10 and counters["machine"] == 2
         assert counters["busy"] == 6 and counters["no_answer"] == 4  # per attempt
-        assert counters["dnc"] == 1 and counters["rejected"] == 2 and counters["backoffs"] == 2, counters
+        assert (counters["dnc"], counters["rejected"], counters["backoffs"]) == (1, 2, 2)
         results = {row["contact_id"]: row for row in csv.DictReader(io.StringIO(exported.text))}
         assert results["k0"]["result"] == "answered" and results["k0"]["answered_by"] == "human"
         assert results["k10"]["result"] == "busy" and results["k10"]["attempts"] == "2"
