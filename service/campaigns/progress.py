@@ -10,6 +10,7 @@ copied to the contact with the result and, if the retry policy says so, its next
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -23,12 +24,25 @@ from service.telephony.events import CallProgress
 __all__ = ["CampaignProgress"]
 
 log = structlog.get_logger(__name__)
+RECORD_WAIT_S = 3.0
 
 
 class CampaignProgress:
     def __init__(self, campaigns: Campaigns, calls: CallStore) -> None:
         self.campaigns = campaigns
         self.calls = calls
+
+    async def _call_record(self, call_sid: str) -> dict[str, str]:
+        """The call record, once its media side has recorded its end: the final status can
+        overtake the stream's close (both end the call at once), and ``end_reason`` says
+        whether the voicemail was left. Bounded: ``RECORD_WAIT_S`` at most."""
+        record = await self.calls.get_call(call_sid)
+        waited = 0.0
+        while record.get("stream_sid") and not record.get("end_reason") and waited < RECORD_WAIT_S:
+            await asyncio.sleep(0.1)
+            waited += 0.1
+            record = await self.calls.get_call(call_sid)
+        return record
 
     async def on_progress(self, progress: CallProgress) -> None:
         campaign_id = progress.tags.get("campaign", "")
@@ -40,9 +54,10 @@ class CampaignProgress:
         except KeyError:
             log.warning("final status for an unknown campaign", campaign_id=campaign_id)
             return
-        record = await self.calls.get_call(progress.call_sid)
+        record = await self._call_record(progress.call_sid)
         answered_by = progress.answered_by or str(record.get("answered_by", ""))
-        voicemail_left = str(record.get("voicemail_left", "")) == "true"
+        # The voicemail policy ends the call with this reason once the message has played.
+        voicemail_left = record.get("end_reason") == "voicemail_left"
         result = classify(progress.outcome, answered_by, voicemail_left=voicemail_left)
         contact = await self.campaigns.store.contact(campaign_id, contact_id)
         attempts = int(contact.get("attempts", "0") or 0)
