@@ -22,6 +22,12 @@ from tests.e2e.test_outbound_calls import ACCOUNT, FROM, OPERATOR, auth, outboun
 from tests.support.waiting import eventually
 
 
+def spawn(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    """``python -m service serve`` as its own process (so it can be SIGKILLed)."""
+    command = [sys.executable, "-m", "service", "serve", "--port", str(port)]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 @contextlib.asynccontextmanager
 async def black_hole():
     """A TCP server that accepts and never answers: REST calls to it hang."""
@@ -60,10 +66,7 @@ async def test_killed_dispatchers_contacts_are_dialed_once_by_another(
             "TWILIO_ACCOUNT_CPS": "20",
             "LOG_LEVEL": "warning",
         }
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve", "--port", str(port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        proc = spawn(env, port)
         redis = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
@@ -76,8 +79,11 @@ async def test_killed_dispatchers_contacts_are_dialed_once_by_another(
                 await eventually(up, within=30)
                 phones = [f"+1312555{i:04d}" for i in range(8)]
                 contacts = [{"contact_id": f"k{i}", "phone": p} for i, p in enumerate(phones)]
-                created = await http.post("/v1/campaigns", headers=auth(), json={
-                    "profile": "hotline", "concurrency": 3, "cps": 20, "contacts": contacts})
+                created = await http.post(
+                    "/v1/campaigns",
+                    headers=auth(),
+                    json={"profile": "hotline", "concurrency": 3, "cps": 20, "contacts": contacts},
+                )
                 assert created.status_code == 201, created.text  # fmt: skip
                 campaign_id = created.json()["id"]
             keys = CampaignKeys("test:", campaign_id)
