@@ -116,7 +116,7 @@ class Dispatcher:
                 self._slots.release()
                 return _sleep_for(claim, now)
             rules = rules or await self.campaigns.rules(campaign_id)
-            task = asyncio.create_task(self._dial(campaign_id, rules, claim.contact_id))
+            task = asyncio.create_task(self._dial(campaign_id, rules, claim))
             self._in_flight.add(task)
             task.add_done_callback(self._dial_done)
 
@@ -126,8 +126,8 @@ class Dispatcher:
         if not task.cancelled() and task.exception() is not None:
             log.error("campaign dial failed", error=repr(task.exception()))
 
-    async def _dial(self, campaign_id: str, rules: CampaignRules, contact_id: str) -> None:
-        contact = await self.store.contact(campaign_id, contact_id)
+    async def _dial(self, campaign_id: str, rules: CampaignRules, claim: Claim) -> None:
+        contact_id, contact = claim.contact_id, claim.contact
         zones = tuple(contact.get("zones", rules.default_timezone).split())
         now = datetime.fromtimestamp(self.clock(), UTC)
         if not window_allows(rules.windows, zones, now, self.ring_s):
@@ -139,7 +139,7 @@ class Dispatcher:
                 campaign_id, contact_id, int(opens.timestamp() * 1000), "outside calling window"
             )
             return
-        if await self.store.on_dnc(contact.get("phone", "")):
+        if claim.on_dnc:  # checked by the claim itself, right before this dial
             await self._skip(campaign_id, contact_id, "dnc")
             log.info("contact on do-not-call list: skipped", contact_id=contact_id)
             return

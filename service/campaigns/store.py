@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -63,8 +63,10 @@ return 1
 """
 
 CLAIM = """
--- KEYS: campaign, due, leases, live, pace_campaign, pace_account, active
+-- KEYS: campaign, due, leases, live, pace_campaign, pace_account, active, dnc
 -- ARGV: now_ms, lease_ms, account_interval_ms, contact_key_prefix, campaign_id
+-- Returns {kind, value} or, for a claim, {'claim', id, on_dnc 0|1, contact fields...}:
+-- the contact's data and the do-not-call check ride on the claim (one round trip).
 local now = tonumber(ARGV[1])
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'running' then return {'state', state or 'missing'} end
@@ -108,7 +110,11 @@ redis.call('ZREM', KEYS[2], cid)
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), cid)
 redis.call('ZADD', KEYS[4], now + tonumber(ARGV[2]), cid)
 redis.call('HSET', ARGV[4] .. cid, 'state', 'dialing')
-return {'claim', cid}
+local fields = redis.call('HGETALL', ARGV[4] .. cid)
+local phone = redis.call('HGET', ARGV[4] .. cid, 'phone') or ''
+local reply = {'claim', cid, tostring(redis.call('SISMEMBER', KEYS[8], phone))}
+for _, v in ipairs(fields) do reply[#reply + 1] = v end
+return reply
 """
 
 DIALED = """
@@ -170,12 +176,15 @@ def now_ms() -> int:
 
 @dataclass(frozen=True)
 class Claim:
-    """What a claim attempt got: ``claim`` (``contact_id``), or why not: ``wait``/``pace``
-    (until ``at_ms``), ``full``, ``idle`` (calls still live), ``done``, ``state``."""
+    """What a claim attempt got: ``claim`` (``contact_id``, its ``contact`` fields and
+    whether its number is on the do-not-call list), or why not: ``wait``/``pace`` (until
+    ``at_ms``), ``full``, ``idle`` (calls still live), ``done``, ``state``."""
 
     kind: str
     contact_id: str = ""
     at_ms: int = 0
+    contact: Mapping[str, str] = field(default_factory=dict)
+    on_dnc: bool = False
 
 
 class CampaignKeys:
@@ -293,16 +302,18 @@ class CampaignStore:
         self, campaign_id: str, now: int, *, lease_ms: int, account_interval_ms: float
     ) -> Claim:
         keys = self.keys(campaign_id)
-        kind, value = await self._claim(
+        reply = await self._claim(
             keys=[
                 keys.campaign, keys.due, keys.leases, keys.live, keys.pace, self.account_pace,
-                self.active,
+                self.active, self.dnc,
             ],
             args=[now, lease_ms, account_interval_ms, keys.contact_prefix, campaign_id],
         )  # fmt: skip
-        kind, value = _text(kind), _text(value)
+        kind, value = _text(reply[0]), _text(reply[1])
         if kind == "claim":
-            return Claim(kind, contact_id=value)
+            flat = [_text(v) for v in reply[3:]]
+            contact = dict(zip(flat[::2], flat[1::2], strict=True))
+            return Claim(kind, value, contact=contact, on_dnc=_text(reply[2]) == "1")
         return Claim(kind, at_ms=int(float(value)) if value.replace(".", "").isdigit() else 0)
 
     async def dialed(
