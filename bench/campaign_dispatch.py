@@ -109,7 +109,7 @@ async def part1(url: str, n: int) -> None:
     print(f"| dispatch all (claim → window → DNC → dial → dialed → finish) | {dispatch_s:.2f} s |")
     print(f"| per dial decision (wall, incl. the dial task) | {dispatch_s / n * 1e3:.3f} ms |")
     print(f"| claim scripts run | {dispatcher.decisions} ({dispatcher.decisions / n:.2f}/dial) |")
-    print(f"| Redis commands per dialed contact (incl. those run inside the scripts) | {ops / n:.1f} |")
+    print(f"| Redis commands per dial (incl. inside scripts) | {ops / n:.1f} |")
     print(f"| Redis memory per waiting contact | {(memory_after - memory_before) / n:.0f} B |")
     print(f"| Redis memory per finished contact | {(memory_done - memory_before) / n:.0f} B |")
     await redis.aclose()
