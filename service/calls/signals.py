@@ -54,19 +54,23 @@ class CallSignals:
                 await self._task
 
     async def _listen(self) -> None:
+        failures = 0
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:
                     await pubsub.subscribe(self.channel)
                     self._ready.set()
+                    failures = 0
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             await self._deliver(message["data"])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis went away: resubscribe after a pause
-                log.warning("call signals subscription lost", error=str(exc))
-                await asyncio.sleep(1.0)
+                if failures == 0:
+                    log.warning("call signals subscription lost", error=str(exc))
+                failures += 1
+                await asyncio.sleep(min(5.0, 0.5 * 2**failures))
 
     async def _deliver(self, data: bytes | str) -> None:
         try:

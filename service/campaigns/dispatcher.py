@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import structlog
+from redis.exceptions import RedisError
 
 from service.campaigns.campaigns import Campaigns
 from service.campaigns.outbound import OutboundError, OutboundRequest
@@ -32,7 +33,8 @@ __all__ = ["Dispatcher"]
 
 log = structlog.get_logger(__name__)
 IDLE_POLL_S = 0.25  # nothing due, or the concurrency cap is reached: look again after this
-LIVE_MARGIN_S = 120  # a live slot frees after ring + time limit + this without a final status
+LIVE_MARGIN_S = 120
+MAX_OUTAGE_WAIT_S = 5.0  # a live slot frees after ring + time limit + this without a final status
 
 
 class Dispatcher:
@@ -77,14 +79,25 @@ class Dispatcher:
             await asyncio.wait(set(self._in_flight), timeout=15)
 
     async def run(self) -> None:
+        outage = 0  # consecutive failed passes: Redis down → back off up to MAX_OUTAGE_WAIT_S
         while True:
             try:
                 delay = await self.step()
+                if outage:
+                    log.info("campaign dispatcher: Redis is back", failed_passes=outage)
+                outage = 0
             except asyncio.CancelledError:
                 raise
+            except (RedisError, OSError) as exc:
+                # One line, no traceback: rendering one per second would cost the live calls
+                # of this process CPU while Redis is down.
+                if outage == 0:
+                    log.warning("campaign dispatcher: Redis unavailable", error=str(exc))
+                outage += 1
+                delay = min(MAX_OUTAGE_WAIT_S, 0.5 * 2**outage)
             except Exception:
                 log.exception("campaign dispatcher step failed")
-                delay = 1.0
+                delay = MAX_OUTAGE_WAIT_S
             await asyncio.sleep(delay)
 
     async def step(self) -> float:
