@@ -15,13 +15,14 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from service.agent.hotline.orders import seed_orders
+from service.api.routes import operator_routes
 from service.services import Services, build_services
 from service.settings import Settings
 from service.telephony.openai_calls.webhook import openai_webhook
 from service.telephony.openai_calls.webrtc import webrtc_session
 from service.telephony.sip.server import SipServer
 from service.telephony.twilio.stream import MEDIA_PATH, run_media_stream
-from service.telephony.twilio.webhooks import status_callback, voice_webhook
+from service.telephony.twilio.webhooks import amd_callback, status_callback, voice_webhook
 
 __all__ = ["Services", "create_app"]  # Services: re-exported for older imports
 
@@ -76,16 +77,6 @@ async def stats(request: Request) -> Response:
             **({"sip": services.sip.stats()} if services.sip is not None else {}),
         }
     )
-
-
-async def get_call(request: Request) -> Response:
-    """GET /calls/{call_sid}: the call record and its events, as stored."""
-    services: Services = request.app.state.services
-    call_sid = request.path_params["call_sid"]
-    record = await services.store.get_call(call_sid)
-    if not record:
-        return JSONResponse({"error": "no such call"}, status_code=404)
-    return JSONResponse({"call": record, "events": await services.store.get_events(call_sid)})
 
 
 async def media_stream(websocket: WebSocket) -> None:
@@ -147,6 +138,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             sip = SipServer(services)
             await sip.start()
             services.sip = sip
+        services.start_background()
+        if not settings.operator_tokens:
+            log.warning("API_TOKENS is not set: the operator API (/v1/*, /calls/*) answers 401")
         log.info("service ready", public_url=settings.public_url)
         try:
             yield
@@ -160,9 +154,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/stats", stats, methods=["GET"]),
-        Route("/calls/{call_sid}", get_call, methods=["GET"]),
         Route("/twilio/voice", voice_webhook, methods=["POST"]),
         Route("/twilio/status", status_callback, methods=["POST"]),
+        # Outbound calls and campaigns: AMD verdicts (Twilio-signed); the operator API
+        # (bearer tokens, service/api/), which also serves GET /calls/{sid}.
+        Route("/twilio/amd", amd_callback, methods=["POST"]),
+        *operator_routes(),
         WebSocketRoute(MEDIA_PATH, media_stream),  # reached only via ServiceApp's shortcut
         # OpenAI SIP and WebRTC calls (404 unless OPENAI_WEBHOOK_SECRET / WEBRTC_SESSION_TOKEN)
         Route("/openai/webhook", openai_webhook, methods=["POST"]),

@@ -84,6 +84,10 @@ def realtime_server(
     serve_realtime(host, port, api_key=api_key)
 
 
+from service.campaigns.cli import campaign_app  # noqa: E402 - one block per command group
+
+app.add_typer(campaign_app, name="campaign")
+
 hotline = typer.Typer(help="The order-status hotline.", no_args_is_help=True)
 app.add_typer(hotline, name="hotline")
 

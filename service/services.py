@@ -6,6 +6,7 @@ and call. Edges reach the middle through ``factory``; nothing here decides anyth
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,8 +17,14 @@ from service.agent.profiles import Profiles
 from service.calls.factory import CallFactory
 from service.calls.prewarm import PrewarmedSessions
 from service.calls.registry import CallRegistry
+from service.calls.signals import CallSignals
 from service.calls.timing import ServiceTimings
 from service.calls.worker import CallWorker
+from service.campaigns.campaigns import Campaigns
+from service.campaigns.dispatcher import Dispatcher
+from service.campaigns.outbound import OutboundCalls
+from service.campaigns.progress import CampaignProgress
+from service.campaigns.store import CampaignStore
 from service.logging import redact_secrets
 from service.metrics import Metrics
 from service.realtime.backends import model_secrets
@@ -25,9 +32,12 @@ from service.settings import Settings
 from service.store import connect_redis
 from service.store.audit import ToolAudit
 from service.store.calls import CallStore
+from service.store.dials import DialRecords
 from service.store.writer import StoreWriter
+from service.telephony.events import CallProgress
 from service.telephony.openai_calls.call import OpenAICalls
 from service.telephony.openai_calls.control import OpenAICallControl
+from service.telephony.twilio.dialer import TwilioDialer
 from service.telephony.twilio.rest import TwilioCalls
 from service.telephony.twilio.security import SignatureChecker, StreamTokens
 
@@ -69,6 +79,20 @@ class Services:
     draining: bool = False
     sip: CarrierListener | None = None  # the SIP edge, when SIP_LISTEN is set
     openai_calls: OpenAICalls | None = None  # OpenAI SIP/WebRTC calls, when either is enabled
+    # Outbound calls and campaigns (service/campaigns/).
+    outbound: OutboundCalls | None = None
+    campaigns: Campaigns | None = None
+    dispatcher: Dispatcher | None = None
+    signals: CallSignals | None = None
+    call_progress: Callable[[CallProgress], Awaitable[None]] | None = None
+
+    def start_background(self) -> None:
+        """Start what runs beside the calls: the signal listener and, if configured, the
+        campaign dispatcher (called by the app's lifespan)."""
+        if self.signals is not None:
+            self.signals.start()
+        if self.dispatcher is not None and self.settings.campaign_dispatcher:
+            self.dispatcher.start()
 
     @property
     def full(self) -> bool:
@@ -79,6 +103,10 @@ class Services:
     async def aclose(self) -> None:
         """Release what the process holds, the store writer last (it flushes)."""
         self.draining = True
+        if self.dispatcher is not None:
+            await self.dispatcher.close()
+        if self.signals is not None:
+            await self.signals.close()
         await self.factory.close()
         if self.openai_calls is not None:
             await self.openai_calls.aclose()
@@ -147,8 +175,35 @@ def build_services(settings: Settings) -> Services:
         tools=builtin_tools(),
         prewarmed=PrewarmedSessions(timeout=settings.prewarm_timeout_seconds),
     )
+    twilio_calls = (
+        TwilioCalls(settings.twilio_account_sid, auth_token, base_url=settings.twilio_api_base_url)
+        if settings.twilio_account_sid and auth_token
+        else None
+    )
+    outbound = OutboundCalls(
+        settings,
+        lambda: factory.profiles,
+        TwilioDialer(settings, twilio_calls) if twilio_calls is not None else None,
+        store,
+        DialRecords(redis, settings.redis_key_prefix, ttl_seconds=settings.call_ttl_seconds),
+    )
+    ring_s = float(settings.outbound_ring_timeout_seconds)
+    campaigns = Campaigns(CampaignStore(redis, settings.redis_key_prefix), outbound, ring_s=ring_s)
+    progress = CampaignProgress(campaigns, store)
+    dispatcher = Dispatcher(
+        campaigns,
+        account_cps=settings.twilio_account_cps,
+        lease_s=settings.campaign_lease_seconds,
+        ring_s=ring_s,
+        time_limit_s=float(settings.outbound_time_limit_seconds),
+    )
     services = Services(
         settings=settings,
+        outbound=outbound,
+        campaigns=campaigns,
+        dispatcher=dispatcher,
+        signals=CallSignals(redis, settings.redis_key_prefix, factory.deliver),
+        call_progress=progress.on_progress,
         metrics=metrics,
         timings=timings,
         redis=redis,
@@ -160,13 +215,7 @@ def build_services(settings: Settings) -> Services:
         factory=factory,
         calls=calls,
         audit=audit,
-        twilio_calls=(
-            TwilioCalls(
-                settings.twilio_account_sid, auth_token, base_url=settings.twilio_api_base_url
-            )
-            if settings.twilio_account_sid and auth_token
-            else None
-        ),
+        twilio_calls=twilio_calls,
     )
     if webhook_secret or settings.webrtc_session_token.get_secret_value():
         control = OpenAICallControl(

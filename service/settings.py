@@ -109,6 +109,21 @@ class Settings(BaseSettings):
     # empty: that route is off.
     webrtc_session_token: SecretStr = SecretStr("")
 
+    # --- Operator API and outbound calls (service/operator_api.py, service/campaigns/) ---------
+    # Bearer tokens for /v1/* and GET /calls/{sid}, comma-separated; empty: those routes
+    # answer 401 to everyone (the operator API is closed until a token is configured).
+    api_tokens: SecretStr = SecretStr("")
+    outbound_from_number: str = Field("", description="Default caller id for outbound calls.")
+    outbound_ring_timeout_seconds: int = Field(30, ge=5, le=600)
+    outbound_time_limit_seconds: int = Field(600, ge=10, le=14_400)
+    # auto: Twilio AMD DetectMessageEnd when the profile leaves a voicemail, else Enable.
+    outbound_machine_detection: Literal["auto", "Enable", "DetectMessageEnd", "off"] = "auto"
+    # Twilio's default is 1 call per second per account: the dialer's global pace cap.
+    twilio_account_cps: float = Field(1.0, gt=0)
+    campaign_dispatcher: bool = Field(True, description="Run the campaign dispatcher here.")
+    campaign_lease_seconds: float = Field(30.0, gt=0)
+    campaign_default_timezone: str = "America/New_York"
+
     # --- Media stream ----------------------------------------------------------------------
     max_frame_bytes: int = 64 * 1024
 
@@ -209,6 +224,12 @@ class Settings(BaseSettings):
     def signatures_enforced(self) -> bool:
         """Checked whenever a token is set, unless explicitly switched off."""
         return bool(self.twilio_auth_token.get_secret_value()) and self.twilio_validate_signatures
+
+    @property
+    def operator_tokens(self) -> tuple[str, ...]:
+        """The configured API_TOKENS (blank entries dropped)."""
+        raw = self.api_tokens.get_secret_value()
+        return tuple(token.strip() for token in raw.split(",") if token.strip())
 
     @property
     def embedded_redis(self) -> bool:

@@ -6,6 +6,7 @@ import dataclasses
 
 from service.agent.call_control import end_call, transfer_call
 from service.agent.hotline.tools import hotline_registry
+from service.agent.outcome import record_outcome
 from service.agent.profiles import AgentProfile, Profiles, load_profiles
 from service.agent.tools import ToolRegistry, build_spec
 from service.settings import Settings
@@ -19,6 +20,7 @@ def builtin_tools() -> ToolRegistry:
     # REST round trips to Twilio: allow for a slow edge, well under a caller's patience.
     registry.add(build_spec(end_call, timeout=10.0))
     registry.add(build_spec(transfer_call, timeout=10.0))
+    registry.add(build_spec(record_outcome, timeout=5.0))  # outbound calls and campaigns
     return registry
 
 

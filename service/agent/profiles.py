@@ -9,6 +9,11 @@ Read from a TOML file (the ``AGENT_PROFILES`` setting; see
     greeting = "Thanks for calling Acme order support. What's your order number?"
     tools = ["verify_caller", "lookup_order", "transfer_call", "end_call"]
 
+    [profiles.reminder]            # chosen by name (outbound calls, campaigns)
+    greeting = "Hi {customer_name}, this is Acme about order {order_number}."
+    voicemail_message = "Hi {customer_name}, Acme here about order {order_number}."
+    wait_for_callee = true
+
     [numbers."+15550100002"]       # the dialed number (Twilio's ``To``)
     name = "sales"
     instructions = "..."
@@ -60,6 +65,33 @@ class AgentProfile:
     greeting: str
     tools: tuple[str, ...]
     backend: str | None = None
+    # Outbound: what to say to an answering machine after its beep ("" = hang up instead),
+    # and whether to hold the greeting until the callee speaks (async AMD starts the stream
+    # at answer, so an agent that speaks first would talk over a voicemail greeting).
+    voicemail_message: str = ""
+    wait_for_callee: bool = False
+
+    def required_variables(self) -> set[str]:
+        """``{name}`` placeholders in instructions, greeting and voicemail message."""
+        texts = (self.instructions, self.greeting, self.voicemail_message)
+        return {match for text in texts for match in _PLACEHOLDER.findall(text)}
+
+    def with_variables(self, variables: Mapping[str, str]) -> AgentProfile:
+        """This profile with ``{name}`` placeholders filled in. ``ValueError`` naming what is
+        missing; unknown variables are ignored; ``{{``/``}}`` stay literal braces."""
+        missing = sorted(self.required_variables() - set(variables))
+        if missing:
+            raise ValueError(f"profile {self.name!r} needs variable(s): {', '.join(missing)}")
+
+        def fill(text: str) -> str:
+            return _PLACEHOLDER.sub(lambda m: str(variables[m.group(1)]), text)
+
+        return replace(
+            self,
+            instructions=fill(self.instructions),
+            greeting=fill(self.greeting),
+            voicemail_message=fill(self.voicemail_message),
+        )
 
 
 HOTLINE_INSTRUCTIONS = """\
@@ -92,8 +124,10 @@ HOTLINE_PROFILE = AgentProfile(
     backend=None,
 )
 
-_STRING_KEYS = ("name", "instructions", "voice", "greeting", "backend")
-_KEYS = frozenset({*_STRING_KEYS, "tools"})
+_STRING_KEYS = ("name", "instructions", "voice", "greeting", "backend", "voicemail_message")
+_KEYS = frozenset({*_STRING_KEYS, "tools", "wait_for_callee"})
+# ``{customer_name}``; ``{{`` is not a placeholder (lookbehind/ahead on the braces).
+_PLACEHOLDER = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})")
 _PUNCTUATION = re.compile(r"[\s\-.()]")
 
 
@@ -109,6 +143,14 @@ class Profiles:
     default: AgentProfile = HOTLINE_PROFILE
     numbers: Mapping[str, AgentProfile] = field(default_factory=dict)
     source: Path | None = None  # the file they came from; None: built in
+    named: Mapping[str, AgentProfile] = field(default_factory=dict)  # [profiles.NAME]
+
+    def by_name(self, name: str) -> AgentProfile | None:
+        """The profile called ``name``: a ``[profiles.NAME]`` table, else any profile whose
+        ``name`` matches (default and per-number ones); None if there is none."""
+        if name in self.named:
+            return self.named[name]
+        return next((p for p in self.all() if p.name == name), None)
 
     def for_number(self, to: str | None) -> AgentProfile:
         """The profile for the dialed number ``to``; the default when none matches."""
@@ -117,7 +159,7 @@ class Profiles:
         return self.numbers.get(normalize_number(to), self.default)
 
     def all(self) -> list[AgentProfile]:
-        return [self.default, *self.numbers.values()]
+        return [self.default, *self.numbers.values(), *self.named.values()]
 
     def tool_names(self) -> set[str]:
         """Every tool any profile enables."""
@@ -152,7 +194,7 @@ def load_profiles(path: str | Path | None) -> Profiles:
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{source}: not valid TOML: {exc}") from None
 
-    unknown = sorted(set(data) - {"default", "numbers"})
+    unknown = sorted(set(data) - {"default", "numbers", "profiles"})
     if unknown:
         raise ValueError(
             f"{source}: unknown top-level key(s) {', '.join(unknown)} "
@@ -173,7 +215,11 @@ def load_profiles(path: str | Path | None) -> Profiles:
         numbers[number] = _profile(
             _table(table, source, where), default, source, where, name=number
         )
-    return Profiles(default=default, numbers=numbers, source=source)
+    named: dict[str, AgentProfile] = {}
+    for name, table in _table(data.get("profiles", {}), source, "profiles").items():
+        where = f"profiles.{name}"
+        named[name] = _profile(_table(table, source, where), default, source, where, name=name)
+    return Profiles(default=default, numbers=numbers, source=source, named=named)
 
 
 def _table(value: Any, source: Path, where: str) -> dict[str, Any]:
@@ -204,6 +250,10 @@ def _profile(
         if not isinstance(tools, list) or not all(isinstance(t, str) and t for t in tools):
             raise ValueError(f"{source}: {where}.tools must be a list of tool names (strings)")
         changes["tools"] = tuple(dict.fromkeys(tools))  # order kept, duplicates dropped
+    if "wait_for_callee" in table:
+        if not isinstance(table["wait_for_callee"], bool):
+            raise ValueError(f"{source}: {where}.wait_for_callee must be true or false")
+        changes["wait_for_callee"] = table["wait_for_callee"]
     backend = changes.get("backend")
     if backend is not None and backend not in KNOWN_BACKENDS:
         raise ValueError(

@@ -12,6 +12,8 @@ Pre-warm is call set-up policy too: an edge that hears of a call before its medi
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,6 +26,7 @@ from service.agent.tools import ToolContext, ToolRegistry
 from service.calls.prewarm import PrewarmedSessions
 from service.calls.registry import CallRegistry
 from service.calls.timing import ServiceTimings
+from service.calls.voicemail import VoicemailPolicy
 from service.calls.worker import CallWorker, CommandSink
 from service.metrics import Metrics
 from service.realtime.backends import (
@@ -37,10 +40,14 @@ from service.realtime.session import ModelSession
 from service.settings import Settings
 from service.store.audit import ToolAudit
 from service.store.calls import CallStore
-from service.telephony.events import CallerEvent, CallStarted
+from service.telephony.events import AnswerDetected, CallerEvent, CallStarted
 from service.telephony.numbers import TransferPolicy
 
-__all__ = ["CallFactory", "CarrierCall"]
+__all__ = ["PROFILE_PARAMETER", "VARIABLE_PREFIX", "CallFactory", "CarrierCall"]
+
+# An outbound call's setup as stream parameters (Twilio <Parameter>s; see campaigns.outbound).
+PROFILE_PARAMETER = "profile"
+VARIABLE_PREFIX = "var_"
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +82,10 @@ class CallFactory:
     tools: ToolRegistry
     audit: ToolAudit | None = None
     prewarmed: PrewarmedSessions = field(default_factory=PrewarmedSessions)
+    # Outbound calls' answer policies, gone with their worker.
+    answer_policies: weakref.WeakKeyDictionary[CallWorker, VoicemailPolicy] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
 
     def call_tools(self, profile: AgentProfile) -> ToolRegistry:
         """The tools a call on ``profile`` may use (checked against the catalogue at start)."""
@@ -84,11 +95,16 @@ class CallFactory:
         return profile.backend or self.settings.realtime_backend
 
     def session_for(self, profile: AgentProfile) -> SessionConfig:
+        instructions = profile.instructions
+        if profile.wait_for_callee and profile.greeting:
+            instructions += (
+                f'\n\nWhen the callee first speaks, start by saying: "{profile.greeting}"'
+            )
         return session_config(
             self.settings,
-            instructions=profile.instructions,
+            instructions=instructions,
             voice=profile.voice,
-            greeting=greeting_instruction(profile) or "",
+            greeting=self.greeting_for(profile) or "",
             tools=tuple(self.call_tools(profile).openai_tools()),
         )
 
@@ -103,6 +119,44 @@ class CallFactory:
             return self.profiles.for_number(to_number)
         return next((p for p in self.profiles.all() if p.name == profile_name), None)
 
+    def call_profile(
+        self, to_number: str, parameters: Mapping[str, str], profile_name: str = ""
+    ) -> AgentProfile:
+        """The profile a starting call gets: an outbound call's named profile with its
+        variables filled in (stream parameters ``profile``/``var_*``); else ``profile_for``.
+        An outbound profile that cannot be used falls back to the number's (logged)."""
+        name = parameters.get(PROFILE_PARAMETER, "")
+        if not name:
+            return self.profile_for(to_number, profile_name) or self.profiles.default
+        variables = {
+            key.removeprefix(VARIABLE_PREFIX): value
+            for key, value in parameters.items()
+            if key.startswith(VARIABLE_PREFIX)
+        }
+        profile = self.profiles.by_name(name)
+        try:
+            if profile is None:
+                raise ValueError(f"unknown profile {name!r}")
+            return profile.with_variables(variables)
+        except ValueError as exc:
+            log.error("outbound profile unusable; using the number's", error=str(exc))
+            return self.profiles.for_number(to_number)
+
+    @staticmethod
+    def greeting_for(profile: AgentProfile) -> str | None:
+        """None when the profile waits for the callee (the model answers their first words,
+        its instructions carrying the greeting); else the profile's greeting instruction."""
+        return None if profile.wait_for_callee else greeting_instruction(profile)
+
+    async def deliver(self, call_sid: str, event: AnswerDetected) -> None:
+        """Who answered this process's outbound call (ignored if it is not held here)."""
+        worker = self.calls.get(call_sid)
+        policy = self.answer_policies.get(worker) if worker is not None else None
+        if worker is None or policy is None:
+            return
+        action = await policy.apply(worker, event)
+        log.info("answer detected", call_sid=call_sid, party=event.party, action=action)
+
     # Calls whose audio the model vendor carries (OpenAI SIP/WebRTC): the edge accepts the
     # call with the profile's session, then ``start(..., model_call_id=...)`` attaches to it.
 
@@ -111,13 +165,16 @@ class CallFactory:
         profile = self.profile_for(to_number, profile_name)
         return None if profile is None else call_accept_session(self.session_for(profile))
 
-    def prewarm(self, call_sid: str, to_number: str) -> None:
+    def prewarm(
+        self, call_sid: str, to_number: str, parameters: Mapping[str, str] | None = None
+    ) -> None:
         """Open the model session (and ask for the greeting) before the call's media is up.
+        ``parameters``: what the stream will carry (an outbound call's profile/variables).
 
         Every backend is pre-warmed, the silent one too: a call between its webhook and its
         stream then counts toward MAX_CALLS like any other."""
-        profile = self.profiles.for_number(to_number)
-        self.prewarmed.start(call_sid, self.model_for(profile), greeting_instruction(profile))
+        profile = self.call_profile(to_number, parameters or {})
+        self.prewarmed.start(call_sid, self.model_for(profile), self.greeting_for(profile))
 
     async def ready(self, call_sid: str) -> bool:
         """After ``prewarm``: wait until the call's model session is open (``False``: it could
@@ -142,7 +199,7 @@ class CallFactory:
         from now on write carries the call's ids (contextvars are copied at task creation).
         """
         settings = self.settings
-        profile = self.profile_for(started.to_number, profile_name) or self.profiles.default
+        profile = self.call_profile(started.to_number, started.parameters, profile_name)
         tools = self.call_tools(profile)
         if model_call_id:
             model = open_sideband_session(settings, self.session_for(profile), model_call_id)
@@ -155,7 +212,7 @@ class CallFactory:
             model=model,
             backend="openai" if model_call_id else self.backend(profile),
             profile=profile.name,
-            greeting=greeting_instruction(profile),
+            greeting=self.greeting_for(profile),
             timings=self.timings,
             tools=tools,
             tool_context=ToolContext(
@@ -173,6 +230,8 @@ class CallFactory:
             response_ack_timeout=settings.response_ack_timeout_seconds,
         )
         self.calls.add(started.call_sid, worker)
+        if started.parameters.get(PROFILE_PARAMETER):
+            self.answer_policies[worker] = VoicemailPolicy(message=profile.voicemail_message)
         structlog.contextvars.bind_contextvars(
             call_sid=started.call_sid,
             carrier=started.carrier,

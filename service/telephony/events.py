@@ -73,6 +73,40 @@ class ProtocolViolation:
     fatal: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class AnswerDetected:
+    """Who answered an outbound call, as the carrier's answering-machine detection judged.
+
+    ``party`` is ``human``, ``machine``, ``fax`` or ``unknown``; ``greeting_ended`` is True
+    when a machine's greeting is over (its beep or silence): the moment to leave a message.
+    ``verdict`` keeps the carrier's own word (Twilio's ``AnsweredBy``) for the record only.
+    It may reach the call from another process (the carrier's callback lands on any replica).
+    """
+
+    party: str
+    greeting_ended: bool = False
+    verdict: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CallProgress:
+    """A carrier's report on a call's life outside its media (ringing, answered, ended).
+
+    ``final`` marks the last report: nothing more happens on the call (Twilio's final status
+    callback). ``outcome`` is neutral: ``completed``, ``busy``, ``no_answer``, ``failed``,
+    ``canceled`` or ``""`` while the call goes on. ``tags`` are what the call was placed with
+    (campaign and contact ids), returned as given.
+    """
+
+    call_sid: str
+    status: str
+    final: bool = False
+    outcome: str = ""
+    duration_s: int | None = None
+    answered_by: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
 CallerEvent = CallStarted | CallerAudio | DtmfReceived | MarkPlayed | CallEnded | ProtocolViolation
 
 
@@ -120,4 +154,29 @@ CallerCommand = PlayAudio | PlaceMark | ClearPlayback | HangUp | Transfer
 
 
 class CarrierError(Exception):
-    """A carrier could not carry out a command (its API failed, or the call has gone)."""
+    """A carrier could not carry out a command (its API failed, or the call has gone).
+
+    ``retryable``: the carrier did nothing and the same request may be sent again later
+    (rate limited, network error, server error) — a dialer backs off without counting an
+    attempt."""
+
+    retryable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DialRequest:
+    """Place an outbound call: the middle asks, a carrier edge dials.
+
+    ``dial_id`` names what the call was placed with (``store.dials``); ``tags`` (campaign and
+    contact ids) come back on every ``CallProgress`` for the call. ``detect_machine``:
+    ``""`` none, ``"answer"`` as soon as a party is known, ``"message_end"`` wait for a
+    machine's beep (to leave a message).
+    """
+
+    to: str
+    from_: str
+    dial_id: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+    detect_machine: str = "answer"
+    ring_timeout_s: int = 30
+    time_limit_s: int = 600

@@ -153,3 +153,27 @@ def test_example_file_loads() -> None:
     assert profiles.for_number("+15550100002").name == "sales"
     assert profiles.for_number("+15550100003").tools == ("end_call",)
     profiles.check_tools(["verify_caller", "lookup_order", "transfer_call", "end_call"])
+
+
+def test_outbound_profiles_by_name_with_variables(tmp_path) -> None:
+    path = tmp_path / "profiles.toml"
+    path.write_text(
+        """
+[profiles.reminder]
+greeting = "Hi {customer_name}, this is Acme about order {order_number}."
+voicemail_message = "Hi {customer_name}, please call us about {order_number}. {{not a var}}"
+wait_for_callee = true
+tools = ["record_outcome", "end_call"]
+"""
+    )
+    profiles = load_profiles(path)
+    reminder = profiles.by_name("reminder")
+    assert reminder is not None and reminder.wait_for_callee
+    assert reminder.required_variables() == {"customer_name", "order_number"}
+    filled = reminder.with_variables({"customer_name": "Ada", "order_number": "1001", "x": "y"})
+    assert filled.greeting == "Hi Ada, this is Acme about order 1001."
+    assert filled.voicemail_message.endswith("about 1001. {{not a var}}")
+    with pytest.raises(ValueError, match="order_number"):
+        reminder.with_variables({"customer_name": "Ada"})
+    assert profiles.by_name("nobody") is None
+    assert profiles.by_name("default") is profiles.default

@@ -136,6 +136,8 @@ class Softphone:
         max_buffered_ms: float = 600_000,
         voice_path: str = "/twilio/voice",
         status_path: str = "/twilio/status",
+        direction: str = "inbound",
+        call_sid: str | None = None,
     ) -> None:
         """
         Args:
@@ -154,6 +156,9 @@ class Softphone:
                 softphone handled it. It runs inline in the receive loop: keep it quick.
             status_callback: POST the ``completed`` status callback after the call (A.5).
             http_client: share one client across many softphones (load tests).
+            direction: ``inbound``, or ``outbound-api`` for a call placed through the REST
+                API (the REST stand-in answers as the callee).
+            call_sid: the CallSid to use (the REST stand-in's); a new one when None.
         """
         if seconds is None and audio is None:
             raise ValueError("give `seconds`, `audio`, or both (the call must end)")
@@ -163,7 +168,8 @@ class Softphone:
         self._validator = RequestValidator(auth_token) if auth_token else None
         self._connect_url = connect_url
         self.account_sid = account_sid or new_sid("AC")
-        self.call_sid = new_sid("CA")
+        self.call_sid = call_sid or new_sid("CA")
+        self.direction = direction
         self.stream_sid = new_sid("MZ")
         self.from_number = from_number
         self.to_number = to_number
@@ -231,7 +237,7 @@ class Softphone:
         return self.summary()
 
     def _call_parameters(self, status: str) -> dict[str, str]:
-        """The parameters Twilio sends with every request about an inbound call (A.5)."""
+        """The parameters Twilio sends with every request about the call (A.5)."""
         return {
             "CallSid": self.call_sid,
             "AccountSid": self.account_sid,
@@ -240,14 +246,16 @@ class Softphone:
             "Caller": self.from_number,
             "Called": self.to_number,
             "CallStatus": status,
-            "Direction": "inbound",
+            "Direction": self.direction,
             "ApiVersion": "2010-04-01",
         }
 
     async def dial(self) -> TwimlPlan:
         """POST the voice webhook as Twilio does for an inbound call (A.5) and parse the TwiML."""
         # A.5: the inbound webhook arrives with CallStatus ringing.
-        params = self._call_parameters("ringing")
+        # A.5: the inbound webhook arrives with CallStatus ringing; an answered outbound-api
+        # call's with in-progress.
+        params = self._call_parameters("ringing" if self.direction == "inbound" else "in-progress")
         resp = await self._post(self.voice_path, params)
         if resp.status_code != 200:
             raise SoftphoneError(f"voice webhook returned HTTP {resp.status_code} (Twilio 11200)")

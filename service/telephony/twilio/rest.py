@@ -23,6 +23,7 @@ process; a request holds only its small form and the call JSON in the reply (~2 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -165,6 +166,15 @@ class TwilioCalls:
             raise
         return {"call_sid": call_sid, "status": call.status}
 
+    async def create_call(self, **params: Any) -> dict[str, Any]:
+        """Place an outbound call (``calls.create``, protocols.md A.5; sip-and-outbound.md 3.1).
+
+        ``params`` are the SDK's keyword arguments (``to``, ``from_``, ``url``,
+        ``status_callback``, ``machine_detection``, ``async_amd`` …). Returns ``{"call_sid",
+        "status"}``; raises :class:`TelephonyError` (``retryable`` for 429/20429, 5xx and
+        network errors: a request Twilio never processed places no call)."""
+        return await self._request("create", "", lambda: self._api().calls.create_async(**params))
+
     # -- internals ------------------------------------------------------------------------
 
     def _api(self) -> Client:
@@ -183,11 +193,19 @@ class TwilioCalls:
 
     async def _update(self, operation: str, call_sid: str, **params: str) -> Any:
         context = self._api().calls(call_sid)
+        return await self._request(operation, call_sid, lambda: context.update_async(**params))
+
+    async def _request(
+        self, operation: str, call_sid: str, send: Callable[[], Awaitable[Any]]
+    ) -> Any:
         try:
             # The SDK's async client ignores its own timeout setting (aiohttp gets
             # timeout=None), so the bound is applied here.
             async with asyncio.timeout(self._timeout):
-                return await context.update_async(**params)
+                result = await send()
+                if operation == "create":
+                    return {"call_sid": result.sid, "status": result.status}
+                return result
         except TwilioRestException as exc:
             raise TelephonyError(
                 _rest_message(exc),
