@@ -23,6 +23,7 @@ from service.telephony.openai_calls.webrtc import webrtc_session
 from service.telephony.sip.server import SipServer
 from service.telephony.twilio.stream import MEDIA_PATH, run_media_stream
 from service.telephony.twilio.webhooks import amd_callback, status_callback, voice_webhook
+from service.ui.routes import ui_routes
 
 __all__ = ["Services", "create_app"]  # Services: re-exported for older imports
 
@@ -164,5 +165,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # OpenAI SIP and WebRTC calls (404 unless OPENAI_WEBHOOK_SECRET / WEBRTC_SESSION_TOKEN)
         Route("/openai/webhook", openai_webhook, methods=["POST"]),
         Route("/v1/webrtc/session", webrtc_session, methods=["POST"]),
+        # The operator's window: dashboard /ui, browser softphone /phone (service/ui/).
+        *ui_routes(settings),
     ]
     return ServiceApp(routes=routes, lifespan=lifespan)

@@ -31,6 +31,7 @@ from service.realtime.backends import model_secrets
 from service.settings import Settings
 from service.store import connect_redis
 from service.store.audit import ToolAudit
+from service.store.call_index import CallIndex
 from service.store.calls import CallStore
 from service.store.dials import DialRecords
 from service.store.writer import StoreWriter
@@ -147,7 +148,11 @@ def build_services(settings: Settings) -> Services:
     redis, embedded = connect_redis(settings.redis_url)
     writer = StoreWriter(redis, max_pending=settings.store_max_pending)
     store = CallStore(
-        redis, writer, prefix=settings.redis_key_prefix, ttl_seconds=settings.call_ttl_seconds
+        redis,
+        writer,
+        prefix=settings.redis_key_prefix,
+        ttl_seconds=settings.call_ttl_seconds,
+        index=CallIndex(redis, settings.redis_key_prefix),  # the dashboard's list (service/ui)
     )
     metrics = Metrics()
     metrics.watch_store(writer.stats)

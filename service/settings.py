@@ -124,6 +124,19 @@ class Settings(BaseSettings):
     campaign_lease_seconds: float = Field(30.0, gt=0)
     campaign_default_timezone: str = "America/New_York"
 
+    # --- Operator's window: dashboard /ui and browser softphone /phone (service/ui/) ----------
+    # Log in with one of API_TOKENS; the session cookie is signed with this secret. Empty: a
+    # per-process random secret (sessions end at restart and do not carry across replicas).
+    ui_session_secret: SecretStr = SecretStr("")
+    ui_session_ttl_seconds: int = Field(8 * 3600, ge=60)
+    # Show caller/callee numbers as +1•••••••0001 (all but the last four digits hidden).
+    ui_mask_numbers: bool = True
+    # A wrong login token is answered only after this delay (slows guessing).
+    ui_login_delay_seconds: float = Field(1.0, ge=0)
+    # Live feeds (server-sent events) this process serves at once; each reconnects hourly.
+    ui_max_streams: int = Field(50, ge=1)
+    ui_stream_max_age_seconds: float = Field(3600.0, gt=0)
+
     # --- Media stream ----------------------------------------------------------------------
     max_frame_bytes: int = 64 * 1024
 

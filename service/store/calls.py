@@ -58,6 +58,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
+from service.store.call_index import CallIndex
 from service.store.keys import CallKeys
 from service.store.writer import StoreOp, StoreWriter
 
@@ -113,6 +114,7 @@ class CallStore:
         events_maxlen: int = 10_000,
         ended_memory: int = 10_000,
         watch_attempts: int = 100,
+        index: CallIndex | None = None,
     ) -> None:
         if ttl_seconds < 1 or live_ttl_seconds < 1:
             raise ValueError("TTLs must be positive")
@@ -127,6 +129,8 @@ class CallStore:
         # short TTL. Bounded LRU: ~100 bytes an entry, 10 000 entries ≈ 1 MB.
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._ended_memory = ended_memory
+        self.index = index
+        """The cross-replica list of calls (``call_index``), written at start and end."""
         self.watch_conflicts = 0
         """WATCH/MULTI attempts that lost a race and were retried (monotonic)."""
 
@@ -177,7 +181,10 @@ class CallStore:
             pipe.xadd(events_key, event, maxlen=self._maxlen, approximate=True)
             self._expire(pipe, call_sid, ended=ended)
 
-        return self._writer.submit(StoreOp.batched("call_started", build, call_sid=call_sid))
+        submitted = self._writer.submit(StoreOp.batched("call_started", build, call_sid=call_sid))
+        if submitted and self.index is not None and not ended:
+            self._writer.submit(self.index.started_op(call_sid, at))
+        return submitted
 
     def update_call(self, call_sid: str, **fields: object) -> bool:
         """Set hash fields (None values skipped). Not for ``status``: use record_status."""
@@ -239,7 +246,10 @@ class CallStore:
         async def run(redis: Redis) -> None:
             await self._watched(redis, call_sid, ("status", "ended_at", "end_reason"), plan)
 
-        return self._writer.submit(StoreOp.exclusive("call_ended", run, call_sid=call_sid))
+        submitted = self._writer.submit(StoreOp.exclusive("call_ended", run, call_sid=call_sid))
+        if self.index is not None:
+            self._writer.submit(self.index.ended_op(call_sid))
+        return submitted
 
     async def record_status(
         self,
