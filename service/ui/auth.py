@@ -9,7 +9,7 @@
   the login form, feeds and sockets are refused (401 / close 1008).
 * State-changing forms carry the session's CSRF token (``session.SessionSigner``).
 * Every response from these routes carries a strict Content-Security-Policy (scripts and
-  styles only from this origin, no inline script), ``nosniff``, no referrer, no caching.
+  styles only from this origin, no inline script), ``nosniff``, referrers only to this origin, no caching.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 def security_headers(response: Response) -> Response:
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    # same-origin, not no-referrer: with no-referrer Chromium sends "Origin: null" on form
+    # posts, and the origin check would refuse our own forms.
+    response.headers["Referrer-Policy"] = "same-origin"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers.setdefault("Cache-Control", "no-store")
     return response

@@ -1,0 +1,101 @@
+"""The dashboard's doors in real Chromium and over plain HTTP: login, session, CSRF, CSP."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from service.ui.auth import COOKIE
+from tests.support.browser import chromium, logged_in, screenshot
+
+TOKEN = "operator-token-0123456789"
+GUARDED_GETS = ("/ui", "/ui/live", "/ui/calls", "/ui/calls/CA123", "/ui/calls/CA123/feed",
+                "/ui/latency", "/phone")
+
+
+async def test_every_route_needs_a_session(make_service) -> None:
+    service = await make_service(api_tokens=TOKEN)
+    async with httpx.AsyncClient(base_url=service.base_url) as http:
+        for path in GUARDED_GETS:
+            reply = await http.get(path)
+            assert reply.status_code in (303, 401), path
+            assert "Content-Security-Policy" in reply.headers, path
+        assert (await http.get("/ui")).headers["location"] == "/ui/login"
+        # The bearer token alone does not open the pages: they need the cookie.
+        reply = await http.get("/ui/live", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert reply.status_code == 401
+        # A forged or expired cookie is refused like none.
+        http.cookies.set(COOKIE, "e30.AAAA")
+        assert (await http.get("/ui/latency")).status_code == 401
+
+
+async def test_wrong_token_refused_after_a_delay(make_service) -> None:
+    service = await make_service(api_tokens=TOKEN, ui_login_delay_seconds=0.5)
+    origin = {"Origin": service.base_url}
+    async with httpx.AsyncClient(base_url=service.base_url) as http:
+        began = time.monotonic()
+        reply = await http.post("/ui/login", data={"token": "guess"}, headers=origin)
+        assert reply.status_code == 401 and time.monotonic() - began >= 0.5
+        assert COOKIE not in reply.cookies
+        # A login posted from another site is refused outright (login CSRF).
+        reply = await http.post("/ui/login", data={"token": TOKEN}, headers={"Origin": "http://evil.example"})
+        assert reply.status_code == 403
+        reply = await http.post("/ui/login", data={"token": TOKEN}, headers=origin)
+        assert reply.status_code == 303
+        cookie = reply.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
+        assert (await http.get("/ui/latency")).status_code == 200
+
+
+async def test_logout_needs_the_csrf_token(make_service) -> None:
+    service = await make_service(api_tokens=TOKEN)
+    origin = {"Origin": service.base_url}
+    async with httpx.AsyncClient(base_url=service.base_url) as http:
+        await http.post("/ui/login", data={"token": TOKEN}, headers=origin)
+        page = (await http.get("/ui")).text
+        csrf = page.split('name="csrf" content="', 1)[1].split('"', 1)[0]
+        assert (await http.post("/ui/logout", headers=origin)).status_code == 403
+        bad = await http.post("/ui/logout", data={"csrf": "x" + csrf}, headers=origin)
+        assert bad.status_code == 403
+        good = await http.post("/ui/logout", data={"csrf": csrf}, headers=origin)
+        assert good.status_code == 303
+        http.cookies.clear()
+        assert (await http.get("/ui/latency")).status_code == 401
+
+
+async def test_session_expires(make_service) -> None:
+    service = await make_service(api_tokens=TOKEN)
+    gate_signer_ttl = service.services.settings.ui_session_ttl_seconds
+    async with httpx.AsyncClient(base_url=service.base_url) as http:
+        reply = await http.post(
+            "/ui/login", data={"token": TOKEN}, headers={"Origin": service.base_url}
+        )
+        assert f"max-age={gate_signer_ttl}" in reply.headers["set-cookie"].lower()
+
+
+async def test_login_in_chromium_with_a_strict_csp(make_service) -> None:
+    service = await make_service(api_tokens=TOKEN)
+    async with chromium() as browser:
+        context = await browser.new_context(base_url=service.base_url)
+        page = await context.new_page()
+        reply = await page.goto("/ui")
+        assert reply is not None and page.url.endswith("/ui/login")
+        csp = reply.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+        await page.fill("#token", "wrong")
+        await page.click("#login")
+        assert await page.text_content("#login-error") == "Wrong token."
+        await context.close()
+        context, page = await logged_in(browser, service.base_url, TOKEN)
+        problems: list[str] = []  # console errors (a CSP refusal shows here) after login
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        await page.wait_for_selector("#feed-state:text('live')")
+        cookies = await context.cookies()
+        session = next(c for c in cookies if c["name"] == COOKIE)
+        assert session["httpOnly"] and session["sameSite"] == "Strict"
+        assert await page.evaluate("document.cookie") == ""  # HttpOnly: scripts cannot read it
+        await page.wait_for_selector("#latency tbody tr")
+        await screenshot(page, "dashboard-empty")
+        assert problems == []
