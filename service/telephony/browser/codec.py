@@ -16,8 +16,8 @@ Service → page:
 
 * binary: agent audio, PCM16 LE mono at ``PAGE_RATE``, to play in order;
 * text ``{"type": "started", "call_sid": …}``, ``{"type": "mark", "name": …}``,
-  ``{"type": "clear"}`` (drop queued audio, echo pending marks), ``{"type": "hangup",
-  "reason": …}``.
+  ``{"type": "clear", "sent_at": epoch ms}`` (drop queued audio, echo pending marks),
+  ``{"type": "hangup", "reason": …}``.
 
 The agent side stays μ-law 8 kHz (the neutral format); this codec converts with one
 resampler per direction (3 ms added each way; see ``audio.resample``).
@@ -25,6 +25,7 @@ resampler per direction (3 ms added each way; see ``audio.resample``).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import orjson
@@ -117,7 +118,8 @@ class BrowserCodec:
         if isinstance(command, ClearPlayback):
             # What was queued will never play: start the next reply with a clean filter.
             self._to_page = StreamResampler(8000, PAGE_RATE)
-            return '{"type":"clear"}'
+            # ``sent_at`` (epoch ms) lets the page tell how long the clear took to reach it.
+            return orjson.dumps({"type": "clear", "sent_at": time.time() * 1000}).decode()
         if isinstance(command, HangUp):
             return orjson.dumps({"type": "hangup", "reason": command.reason}).decode()
         return None

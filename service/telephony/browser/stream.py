@@ -10,6 +10,7 @@ recorded reason and the socket is closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,7 @@ __all__ = ["BROWSER_FROM", "run_browser_call"]
 START_TIMEOUT_SECONDS = 10.0
 BROWSER_FROM = "browser"
 UNSUPPORTED_DATA = 1003
+AUDIO_BACKLOG = 50  # 20 ms frames: 1 s of caller audio waiting for the model's socket
 
 log = structlog.get_logger(__name__)
 
@@ -125,33 +127,64 @@ class _BrowserCall:
         )
 
     async def _run_call(self) -> str:
+        """Read the page's frames; caller audio goes to the worker from its own task.
+
+        Marks are applied the moment they arrive, never behind caller audio: the worker's
+        ledger times playback from each mark's arrival, and forwarding a frame to the model
+        can wait on the model's socket. Audio waits in a bounded queue (``AUDIO_BACKLOG``
+        frames, ~1 s; the oldest are dropped past it, counted as a violation).
+        """
         assert self.worker is not None
         worker = self.worker
+        audio: asyncio.Queue[CallerAudio] = asyncio.Queue(AUDIO_BACKLOG)
+        forwarder = asyncio.create_task(self._forward_audio(audio))
+        try:
+            return await self._read_frames(worker, audio)
+        finally:
+            forwarder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await forwarder
+
+    async def _forward_audio(self, audio: asyncio.Queue[CallerAudio]) -> None:
+        assert self.worker is not None
+        frames_in = self.services.metrics.frames_in
+        while True:
+            frame = await audio.get()
+            frames_in.inc()
+            await self.worker.on_event(frame)
+
+    async def _read_frames(self, worker: CarrierCall, audio: asyncio.Queue[CallerAudio]) -> str:
         while True:
             frame = await self._receive()
             if frame is None:
                 return worker.end_reason or "caller_hangup"
             event = self.codec.receive(frame)
-            if event is None:
+            if event is None or isinstance(event, StartRequest):
+                continue  # a second start is reported by the codec as a violation
+            if isinstance(event, CallerAudio):
+                if audio.full():
+                    audio.get_nowait()
+                    self._violation(worker, ProtocolViolation("audio_backlog_dropped"))
+                audio.put_nowait(event)
                 continue
             if isinstance(event, ProtocolViolation):
-                self.violations += 1
-                if self.violations == 1:
-                    log.warning("bad browser frame", reason=event.reason, detail=event.detail)
-                    self.services.store.append_event(
-                        worker.call_sid, "error", reason=event.reason, detail=event.detail
-                    )
+                self._violation(worker, event)
                 if event.fatal:
                     self.close_code, self.close_reason = UNSUPPORTED_DATA, event.reason
                     return "protocol_error"
                 continue
-            if isinstance(event, StartRequest):
-                continue  # the codec reports a second start as a violation; never here
             await worker.on_event(event)
             if isinstance(event, CallEnded):
                 return "caller_hangup"
-            if isinstance(event, CallerAudio):
-                self.services.metrics.frames_in.inc()
+
+    def _violation(self, worker: CarrierCall, event: ProtocolViolation) -> None:
+        """Counted always; logged and recorded on the call once (the first one)."""
+        self.violations += 1
+        if self.violations == 1:
+            log.warning("bad browser frame", reason=event.reason, detail=event.detail)
+            self.services.store.append_event(
+                worker.call_sid, "error", reason=event.reason, detail=event.detail
+            )
 
     async def _send(self, command: CallerCommand) -> None:
         if isinstance(command, Transfer):

@@ -9,14 +9,18 @@ class PhoneIO extends AudioWorkletProcessor {
     this.frame = new Int16Array(FRAME);
     this.filled = 0;
     this.queue = []; // {samples: Float32Array, offset} | {mark: name}
+    this.played = 0; // agent samples sent to the speaker so far (the page's playback clock)
     this.port.onmessage = (event) => {
       const m = event.data;
       if (m.type === "audio") this.queue.push({ samples: m.samples, offset: 0 });
       else if (m.type === "mark") this.queue.push({ mark: m.name });
       else if (m.type === "clear") {
         // Like a carrier's clear: queued audio is dropped and pending marks are echoed.
-        for (const item of this.queue) if (item.mark) this.port.postMessage({ type: "played", name: item.mark });
+        for (const item of this.queue) {
+          if (item.mark) this.port.postMessage({ type: "played", name: item.mark, at: this.played, cleared: true });
+        }
         this.queue = [];
+        this.port.postMessage({ type: "cleared", at: this.played });
       }
     };
   }
@@ -40,7 +44,7 @@ class PhoneIO extends AudioWorkletProcessor {
       const head = this.queue[0];
       if (head.mark) {
         // Playback has reached the mark: everything before it has gone to the speaker.
-        this.port.postMessage({ type: "played", name: head.mark });
+        this.port.postMessage({ type: "played", name: head.mark, at: this.played, cleared: false });
         this.queue.shift();
         continue;
       }
@@ -48,6 +52,7 @@ class PhoneIO extends AudioWorkletProcessor {
       out.set(head.samples.subarray(head.offset, head.offset + n), written);
       written += n;
       head.offset += n;
+      this.played += n;
       if (head.offset === head.samples.length) this.queue.shift();
     }
     out.fill(0, written);

@@ -5,9 +5,15 @@
   const RATE = 16000;
   const $ = (id) => document.getElementById(id);
   const state = $("phone-state");
-  const stats = { marksPlayed: 0, msReceived: 0, framesSent: 0, callSid: "", ended: "" };
+  // What the page played, on its own clock (ms of agent audio sent to the speaker): each
+  // mark with the clock when it was reached (or flushed by a clear), and each clear.
+  const stats = {
+    marksPlayed: 0, msReceived: 0, framesSent: 0, callSid: "", ended: "",
+    marks: [], clears: [],
+  };
   window.phoneStats = stats; // read by the browser tests
   let ws = null, context = null, stream = null, node = null, feed = null;
+  const pendingClears = [];
 
   function setState(text) { state.textContent = text; }
   function inCall(on) {
@@ -59,7 +65,17 @@
       const m = event.data;
       if (!ws || ws.readyState !== WebSocket.OPEN) return;
       if (m.type === "frame") { ws.send(m.pcm); stats.framesSent++; }
+      else if (m.type === "cleared") {
+        // Playback went on while the clear travelled: how long, on the shared wall clock.
+        const now = performance.timeOrigin + performance.now();
+        const sentAt = pendingClears.shift();
+        stats.clears.push({ atMs: (m.at * 1000) / RATE, transitMs: sentAt ? now - sentAt : 0 });
+      }
       else if (m.type === "played") {
+        stats.marks.push({
+          name: m.name, atMs: (m.at * 1000) / RATE, cleared: m.cleared,
+          sentAt: performance.timeOrigin + performance.now(),
+        });
         ws.send(JSON.stringify({ type: "mark", name: m.name }));
         stats.marksPlayed++;
         $("marks-played").textContent = String(stats.marksPlayed);
@@ -89,6 +105,7 @@
         link.hidden = false;
         showTranscript(m.call_sid);
       } else if (m.type === "mark" || m.type === "clear") {
+        if (m.type === "clear") pendingClears.push(m.sent_at);
         node.port.postMessage(m);
       } else if (m.type === "hangup") {
         stats.ended = m.reason;
