@@ -9,7 +9,8 @@
   the login form, feeds and sockets are refused (401 / close 1008).
 * State-changing forms carry the session's CSRF token (``session.SessionSigner``).
 * Every response from these routes carries a strict Content-Security-Policy (scripts and
-  styles only from this origin, no inline script), ``nosniff``, referrers only to this origin, no caching.
+  styles only from this origin, no inline script), ``nosniff``, same-origin referrers only,
+  and no caching.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ def chromium_path() -> str:
 
 @contextlib.asynccontextmanager
 async def chromium(microphone_wav: Path | None = None) -> AsyncIterator[Browser]:
+    """``microphone_wav``: an absolute path (Chromium resolves it from its own directory)."""
     args = [
         "--no-sandbox",  # tests run as root on CI machines, where the sandbox cannot start
         "--use-fake-ui-for-media-stream",
@@ -33,7 +34,7 @@ async def chromium(microphone_wav: Path | None = None) -> AsyncIterator[Browser]
         "--autoplay-policy=no-user-gesture-required",
     ]
     if microphone_wav is not None:
-        args.append(f"--use-file-for-fake-audio-capture={microphone_wav.resolve()}")
+        args.append(f"--use-file-for-fake-audio-capture={microphone_wav}")
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
             executable_path=chromium_path(), headless=True, args=args
