@@ -38,7 +38,7 @@ _JSON_FIELDS = frozenset({"arguments", "result", "error"})
 
 
 def mask_number(value: str) -> str:
-    """``+15550100001`` → ``+1•••••••0001``: keeps a leading ``+`` and country digit, and the
+    """``+15550100001`` → ``+1••••••0001``: keeps a leading ``+`` and country digit, and the
     last four digits; other digits become ``•``. Non-numbers (``browser``, ``sip:…``) too."""
     digits = [i for i, ch in enumerate(value) if ch.isdigit()]
     if len(digits) <= 4:

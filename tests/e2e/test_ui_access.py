@@ -10,8 +10,15 @@ from service.ui.auth import COOKIE
 from tests.support.browser import chromium, logged_in, screenshot
 
 TOKEN = "operator-token-0123456789"
-GUARDED_GETS = ("/ui", "/ui/live", "/ui/calls", "/ui/calls/CA123", "/ui/calls/CA123/feed",
-                "/ui/latency", "/phone")
+GUARDED_GETS = (
+    "/ui",
+    "/ui/live",
+    "/ui/calls",
+    "/ui/calls/CA123",
+    "/ui/calls/CA123/feed",
+    "/ui/latency",
+    "/phone",
+)
 
 
 async def test_every_route_needs_a_session(make_service) -> None:
@@ -39,7 +46,9 @@ async def test_wrong_token_refused_after_a_delay(make_service) -> None:
         assert reply.status_code == 401 and time.monotonic() - began >= 0.5
         assert COOKIE not in reply.cookies
         # A login posted from another site is refused outright (login CSRF).
-        reply = await http.post("/ui/login", data={"token": TOKEN}, headers={"Origin": "http://evil.example"})
+        reply = await http.post(
+            "/ui/login", data={"token": TOKEN}, headers={"Origin": "http://evil.example"}
+        )
         assert reply.status_code == 403
         reply = await http.post("/ui/login", data={"token": TOKEN}, headers=origin)
         assert reply.status_code == 303
@@ -99,3 +108,41 @@ async def test_login_in_chromium_with_a_strict_csp(make_service) -> None:
         await page.wait_for_selector("#latency tbody tr")
         await screenshot(page, "dashboard-empty")
         assert problems == []
+
+
+async def test_recent_calls_search_and_pages(make_service) -> None:
+    service = await make_service(api_tokens=TOKEN)
+    store = service.services.store
+    for n in range(30):
+        sid = f"CA{n:032x}"
+        profile = "sales" if n % 3 == 0 else "hotline"
+        store.call_started(
+            sid,
+            direction="inbound",
+            from_=f"+1555010{n:04d}",
+            to="+15550100002",
+            backend="none",
+            profile=profile,
+        )
+        if n < 10:
+            store.call_ended(sid, end_reason="agent_hangup")
+    assert await service.services.writer.flush(timeout=5)
+    origin = {"Origin": service.base_url}
+    async with httpx.AsyncClient(base_url=service.base_url) as http:
+        await http.post("/ui/login", data={"token": TOKEN}, headers=origin)
+        first = (await http.get("/ui/calls")).text
+        assert first.count("/ui/calls/CA") == 25 and "cursor=25" in first
+        assert f"CA{29:032x}" in first  # newest first
+        second = (await http.get("/ui/calls", params={"cursor": 25})).text
+        assert second.count("/ui/calls/CA") == 5
+        sales = (await http.get("/ui/calls", params={"q": "sales"})).text
+        assert sales.count("/ui/calls/CA") == 10
+        by_number = (await http.get("/ui/calls", params={"q": "+15550100017"})).text
+        assert by_number.count("/ui/calls/CA") == 1 and "+1••••••0017" in by_number
+        assert "+15550100017" not in by_number.replace('value="+15550100017"', "")
+        ended = (await http.get("/ui/calls", params={"q": "agent_hangup"})).text
+        assert ended.count("/ui/calls/CA") == 10
+        # The call page and its record, masked; an unknown call is a 404 page.
+        page = await http.get(f"/ui/calls/CA{17:032x}")
+        assert page.status_code == 200 and "+1••••••0017" in page.text
+        assert (await http.get("/ui/calls/CAnope")).status_code == 404
