@@ -10,6 +10,7 @@
 | ``GET /ui/calls/{sid}`` | One call: hash, transcript, timeline, tool audit (fed live) |
 | ``GET /ui/calls/{sid}/feed`` | SSE: the call's events and tool audit |
 | ``GET /ui/latency`` | JSON: this process's added latency (p50/p99), for the panel |
+| ``GET /ui/campaigns?id=``, ``POST /ui/campaigns/{id}/{pause,resume}`` | Campaign progress |
 | ``GET /phone``, ``WS /phone/ws`` | The browser softphone (``service/telephony/browser``) |
 
 Each handler reads from Redis or ``services`` and renders; nothing here decides call policy.
@@ -18,6 +19,7 @@ Each handler reads from Redis or ``services`` and renders; nothing here decides 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
@@ -159,6 +161,38 @@ def ui_routes(settings: Settings) -> list[BaseRoute]:
             {"latency": services.timings.summary(), "active_calls": len(services.calls)}
         )
 
+    async def campaign(request: Request, session: Session) -> Response:
+        """GET /ui/campaigns?id=…: one campaign's progress (the campaigns API lists none)."""
+        services = request.app.state.services
+        campaign_id = request.query_params.get("id", "").strip()[:100]
+        status, error = None, ""
+        if campaign_id and services.campaigns is not None:
+            try:
+                status = await services.campaigns.status(campaign_id)
+            except (KeyError, ValueError):
+                error = f"No campaign {campaign_id!r}."
+        counters = (status or {}).get("counters", {})
+        total, done = int(counters.get("total", 0)), int(counters.get("done", 0))
+        percent = round(100 * done / total) if total else 0
+        return render(
+            "campaign.html", request, session, campaign_id=campaign_id, campaign=status,
+            error=error, total=total, done=done, percent=percent,
+        )  # fmt: skip
+
+    async def campaign_action(request: Request, session: Session) -> Response:
+        """POST /ui/campaigns/{id}/{pause|resume} (CSRF-checked by the gate)."""
+        services = request.app.state.services
+        campaign_id, action = request.path_params["campaign_id"], request.path_params["action"]
+        if action not in ("pause", "resume") or services.campaigns is None:
+            return Response("unknown action", status_code=404)
+        try:
+            await services.campaigns.change(campaign_id, action)
+        except KeyError:
+            return Response("no such campaign", status_code=404)
+        except ValueError as exc:
+            return Response(str(exc), status_code=409)
+        return RedirectResponse(f"/ui/campaigns?id={quote(campaign_id)}", status_code=303)
+
     async def phone(request: Request, session: Session) -> Response:
         services = request.app.state.services
         names = [profile.name for profile in services.factory.profiles.all()]
@@ -191,6 +225,8 @@ def ui_routes(settings: Settings) -> list[BaseRoute]:
         Route("/ui/calls", gate.page(calls), methods=["GET"]),
         Route("/ui/calls/{call_sid}", gate.page(call_page), methods=["GET"]),
         Route("/ui/calls/{call_sid}/feed", gate.feed(call_events), methods=["GET"]),
+        Route("/ui/campaigns", gate.page(campaign), methods=["GET"]),
+        Route("/ui/campaigns/{campaign_id}/{action}", gate.feed(campaign_action), methods=["POST"]),
         Route("/phone", gate.page(phone), methods=["GET"]),
         WebSocketRoute("/phone/ws", phone_socket),
         Mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static"),

@@ -146,3 +146,34 @@ async def test_recent_calls_search_and_pages(make_service) -> None:
         page = await http.get(f"/ui/calls/CA{17:032x}")
         assert page.status_code == 200 and "+1••••••0017" in page.text
         assert (await http.get("/ui/calls/CAnope")).status_code == 404
+
+
+async def test_campaign_progress_and_pause_resume_with_csrf(make_service) -> None:
+    service = await make_service(
+        api_tokens=TOKEN, campaign_dispatcher=False, outbound_from_number="+13125550100"
+    )
+    origin = {"Origin": service.base_url}
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(base_url=service.base_url) as http:
+        created = await http.post("/v1/campaigns", headers=bearer, json={"profile": "hotline"})
+        assert created.status_code == 201, created.text
+        campaign_id = created.json()["id"]
+        rows = "contact_id,phone\nk1,+13125550101\nk2,+13125550102\n"
+        await http.post(
+            f"/v1/campaigns/{campaign_id}/contacts",
+            headers={**bearer, "Content-Type": "text/csv"},
+            content=rows.encode(),
+        )
+        await http.post("/ui/login", data={"token": TOKEN}, headers=origin)
+        page = (await http.get("/ui/campaigns", params={"id": campaign_id})).text
+        assert 'id="campaign-progress" max="2" value="0"' in page
+        csrf = page.split('name="csrf" content="', 1)[1].split('"', 1)[0]
+        pause = f"/ui/campaigns/{campaign_id}/pause"
+        assert (await http.post(pause, headers=origin)).status_code == 403
+        assert (await http.post(pause, data={"csrf": csrf})).status_code == 403  # no Origin
+        assert (await http.post(pause, data={"csrf": csrf}, headers=origin)).status_code == 303
+        page = (await http.get("/ui/campaigns", params={"id": campaign_id})).text
+        assert 'id="campaign-state" class="badge">paused<' in page
+        resume = f"/ui/campaigns/{campaign_id}/resume"
+        assert (await http.post(resume, data={"csrf": csrf}, headers=origin)).status_code == 303
+        assert "No campaign" in (await http.get("/ui/campaigns", params={"id": "nope"})).text
