@@ -106,3 +106,51 @@ async def browser_call_with_barge_in(make_service, model, tmp_path) -> None:
     truncates = [e for e in session.received if e["type"] == "conversation.item.truncate"]
     assert (truncates[0]["item_id"], truncates[0]["audio_end_ms"]) == (item_id, heard_ms)
     assert problems == []
+
+
+def turns_wav(path: Path, parts: list[tuple[str, float]], lead_s: float) -> Path:
+    """Silence for the greeting, then each sentence followed by its pause, at 16 kHz."""
+    pcm = b"\x00\x00" * int(16000 * lead_s)
+    for text, pause_s in parts:
+        pcm += speak(text, 16000) + b"\x00\x00" * int(16000 * pause_s)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(pcm)
+    return path
+
+
+async def test_browser_call_to_the_offline_hotline(make_service, tmp_path) -> None:
+    """No script: the offline engine hears the operator's microphone (Whisper), looks the
+    order up through the tools, and answers (Piper); its transcript names the carrier."""
+    from service.modelserver.engine import SpeechScript
+    from tests.e2e.test_call_offline_engine import engine
+
+    wav = turns_wav(
+        tmp_path / "hotline.wav",
+        [("Hi, where is my order 4 2 1 7?", 7.0),
+         ("My ZIP code is nine, four, one, zero, seven.", 25.0)],
+        lead_s=5.0,
+    )  # fmt: skip
+    with model_on_a_thread(SpeechScript(engine=engine())) as model:
+        service = await make_service(
+            realtime_backend="local",
+            local_realtime_url=model.url,
+            api_tokens=TOKEN,
+            input_transcription_model="whisper-1",
+        )
+        await seed_orders(service.services.redis, service.services.settings.redis_key_prefix)
+        async with chromium(microphone_wav=wav) as browser:
+            _context, page = await logged_in(browser, service.base_url, TOKEN)
+            await page.goto("/phone")
+            await page.select_option("#profile", "hotline")
+            await page.click("#call")
+            await page.wait_for_selector("#transcript li.caller", timeout=30_000)
+            agent = await page.wait_for_selector(
+                "#transcript li.agent:has-text('UPS')", timeout=60_000
+            )
+            print("offline hotline said:", await agent.text_content())
+            await screenshot(page, "phone-offline-hotline")
+            await page.click("#hangup")
+            await page.wait_for_selector("#phone-state:text('ended')", timeout=10_000)
