@@ -18,7 +18,8 @@ from service.modelserver.server import LocalRealtimeServer
 
 
 @contextlib.contextmanager
-def model_on_a_thread(script: Script) -> Iterator[LocalRealtimeServer]:
+def model_on_a_thread(script: Script, **options: object) -> Iterator[LocalRealtimeServer]:
+    """``options``: LocalRealtimeServer's keyword arguments, as given."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     holder: dict[str, LocalRealtimeServer] = {}
@@ -27,7 +28,7 @@ def model_on_a_thread(script: Script) -> Iterator[LocalRealtimeServer]:
         asyncio.set_event_loop(loop)
 
         async def start() -> None:
-            holder["server"] = LocalRealtimeServer(script)
+            holder["server"] = LocalRealtimeServer(script, **options)  # type: ignore[arg-type]
             await holder["server"].start()
             ready.set()
 
