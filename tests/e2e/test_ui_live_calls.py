@@ -28,6 +28,7 @@ async def test_live_call_appears_grows_and_leaves(make_service, local_model) -> 
         began = time.monotonic()
         row = await dashboard.wait_for_selector("#live-calls tbody tr", timeout=5000)
         appeared_s = time.monotonic() - began
+        print(f"live call on the dashboard {appeared_s * 1000:.0f} ms after dialling")
         sid = await row.get_attribute("data-call-sid")
         assert sid and sid.startswith("CA")
         cells = await row.query_selector_all("td")
