@@ -87,21 +87,26 @@ async def browser_call_with_barge_in(make_service, model, tmp_path) -> None:
     assert 0 < heard_ms < int(barge_in["sent_ms"])
     played = [m for m in stats["marks"] if mark_parts(m["name"])[1] == item_id]
     first = next((m for m in played if not m["cleared"]), None)
-    assert first is not None  # the page reported playing part of the item it was cut in
-    item_start = first["atMs"] - mark_parts(first["name"])[2]
-    clear = next(c for c in stats["clears"] if c["atMs"] >= first["atMs"])
-    at_clear = clear["atMs"] - item_start
-    # Never more than the page had played when the clear reached it (+ the resampler's 3 ms):
-    # the model must not believe the operator heard words that were never played.
-    assert heard_ms <= at_clear + 3, (heard_ms, clear)
-    # The page plays on while the clear travels; on the shared clock, what it had played
-    # when the service sent the clear is the truncation's target (printed: a measurement).
-    estimate = at_clear - clear["transitMs"]
-    print(
-        f"browser barge-in: truncated at {heard_ms} ms; page at clear {at_clear:.0f} ms; "
-        f"clear transit {clear['transitMs']:.0f} ms; page at send ≈ {estimate:.0f} ms "
-        f"(diff {heard_ms - estimate:+.0f} ms)"
-    )
+    if first is None:
+        # Cut inside its first chunk: the page never reached that chunk's mark, so the
+        # truncation must lie within it.
+        assert played and heard_ms <= mark_parts(played[0]["name"])[2], (heard_ms, played[:1])
+        print(f"browser barge-in: truncated at {heard_ms} ms, inside the first chunk")
+    else:
+        item_start = first["atMs"] - mark_parts(first["name"])[2]
+        clear = next(c for c in stats["clears"] if c["atMs"] >= first["atMs"])
+        at_clear = clear["atMs"] - item_start
+        # Never more than the page had played when the clear reached it (+ the resampler's
+        # 3 ms): the model must not believe the operator heard words never played.
+        assert heard_ms <= at_clear + 3, (heard_ms, clear)
+        # The page plays on while the clear travels; on the shared clock, what it had played
+        # when the service sent the clear is the truncation's target (printed: a measurement).
+        estimate = at_clear - clear["transitMs"]
+        print(
+            f"browser barge-in: truncated at {heard_ms} ms; page at clear {at_clear:.0f} ms; "
+            f"clear transit {clear['transitMs']:.0f} ms; page at send ≈ {estimate:.0f} ms "
+            f"(diff {heard_ms - estimate:+.0f} ms)"
+        )
     session = model.history[0]
     truncates = [e for e in session.received if e["type"] == "conversation.item.truncate"]
     assert (truncates[0]["item_id"], truncates[0]["audio_end_ms"]) == (item_id, heard_ms)
