@@ -129,7 +129,7 @@ def turns_wav(path: Path, parts: list[tuple[str, float]], lead_s: float) -> Path
 async def test_browser_call_to_the_offline_hotline(make_service, tmp_path) -> None:
     """No script: the offline engine hears the operator's microphone (Whisper), looks the
     order up through the tools, and answers (Piper); its transcript names the carrier."""
-    from service.modelserver.engine import SpeechScript
+    from service.modelserver.script import Script
     from tests.e2e.test_call_offline_engine import engine
 
     wav = turns_wav(
@@ -138,7 +138,7 @@ async def test_browser_call_to_the_offline_hotline(make_service, tmp_path) -> No
          ("My ZIP code is nine, four, one, zero, seven.", 25.0)],
         lead_s=5.0,
     )  # fmt: skip
-    with model_on_a_thread(SpeechScript(engine=engine())) as model:
+    with model_on_a_thread(Script(), engine=engine()) as model:
         service = await make_service(
             realtime_backend="local",
             local_realtime_url=model.url,
