@@ -310,7 +310,7 @@ async def test_a_webrtc_offer_is_relayed_and_the_call_driven_over_the_sideband(s
         greeting=Turn(text="Hello, let me check.", function_call=VERIFY),
         replies=[Turn(text="Thanks, you are verified.")],
     )
-    s = await sip(script, webrtc_session_token=BROWSER_TOKEN)
+    s = await sip(script, webrtc_session_token=BROWSER_TOKEN, api_tokens="operator-token-1")
     url = f"{s.service.base_url}/v1/webrtc/session?profile=hotline"
     async with httpx.AsyncClient(timeout=5) as client:
         refused = await client.post(url, content=OFFER, headers={"content-type": "application/sdp"})
@@ -319,8 +319,9 @@ async def test_a_webrtc_offer_is_relayed_and_the_call_driven_over_the_sideband(s
             content=OFFER,
             headers={"content-type": "application/sdp", "authorization": f"Bearer {BROWSER_TOKEN}"},
         )
+        # An operator token (API_TOKENS) is as good as WEBRTC_SESSION_TOKEN here.
         not_sdp = await client.post(
-            url, content="hello", headers={"authorization": f"Bearer {BROWSER_TOKEN}"}
+            url, content="hello", headers={"authorization": "Bearer operator-token-1"}
         )
     assert refused.status_code == 401
     assert not_sdp.status_code == 400

@@ -1,7 +1,7 @@
 """``POST /v1/webrtc/session``: a browser's WebRTC call to OpenAI, driven from our server.
 
 The browser sends its SDP offer here (``Content-Type: application/sdp``; bearer
-``WEBRTC_SESSION_TOKEN``, an operator/browser token); we create the call at OpenAI with
+``WEBRTC_SESSION_TOKEN`` or any operator token of ``API_TOKENS``); we create the call at OpenAI with
 ``client.realtime.calls.create(sdp=…, session=<the profile's session>)`` and return OpenAI's
 SDP answer, then attach to the call by its id over the sideband like a SIP call.
 
@@ -20,13 +20,13 @@ while draining or at ``MAX_CALLS``, 502 when OpenAI refuses.
 
 from __future__ import annotations
 
-import hmac
 from typing import TYPE_CHECKING
 
 import structlog
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from service.api.auth import token_ok
 from service.telephony.events import CarrierError
 from service.telephony.openai_calls.call import WEBRTC_CARRIER
 from service.telephony.openai_calls.incoming import IncomingCall
@@ -40,9 +40,11 @@ log = structlog.get_logger(__name__)
 MAX_OFFER_BYTES = 64 * 1024  # browsers' offers are a few KB
 
 
-def _authorized(request: Request, token: str) -> bool:
-    given = request.headers.get("authorization", "")
-    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+def _authorized(request: Request, tokens: tuple[str, ...]) -> bool:
+    """A bearer token: ``WEBRTC_SESSION_TOKEN`` or any operator token (``API_TOKENS``),
+    compared in constant time (``service.api.auth.token_ok``)."""
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and token_ok(presented.strip(), tokens)
 
 
 async def webrtc_session(request: Request) -> Response:
@@ -51,7 +53,7 @@ async def webrtc_session(request: Request) -> Response:
     token = services.settings.webrtc_session_token.get_secret_value()
     if edge is None or not token:
         return PlainTextResponse("WEBRTC_SESSION_TOKEN is not set", status_code=404)
-    if not _authorized(request, token):
+    if not _authorized(request, (token, *services.settings.operator_tokens)):
         return PlainTextResponse("missing or wrong bearer token", status_code=401)
     if services.draining or services.full:
         if services.full:
