@@ -129,15 +129,14 @@ def turns_wav(path: Path, parts: list[tuple[str, float]], lead_s: float) -> Path
 async def test_browser_call_to_the_offline_hotline(make_service, tmp_path) -> None:
     """No script: the offline engine hears the operator's microphone (Whisper), looks the
     order up through the tools, and answers (Piper); its transcript names the carrier."""
+    from service.demo import HOTLINE_TURNS
     from service.modelserver.script import Script
     from tests.e2e.test_call_offline_engine import engine
 
-    wav = turns_wav(
-        tmp_path / "hotline.wav",
-        [("Hi, where is my order 4 2 1 7?", 7.0),
-         ("My ZIP code is nine, four, one, zero, seven.", 25.0)],
-        lead_s=5.0,
-    )  # fmt: skip
+    # Both numbers in one breath; the agent reads them back; the caller confirms (issue 18's
+    # dialogue). The pause covers hearing, the read-back and its speech.
+    question, confirmation = HOTLINE_TURNS
+    wav = turns_wav(tmp_path / "hotline.wav", [(question, 11.0), (confirmation, 25.0)], lead_s=5.0)
     with model_on_a_thread(Script(), engine=engine()) as model:
         service = await make_service(
             realtime_backend="local",
