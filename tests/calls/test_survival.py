@@ -9,46 +9,16 @@ the new session knows and what the caller hears.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from service.calls.survival import RESUME_INSTRUCTIONS, SurvivalPolicy
-from service.modelserver.script import FunctionCall, ResponseRequest, Script, Turn
+from service.modelserver.script import FunctionCall, Script, Turn
 from service.realtime.config import SessionConfig
 from service.telephony.events import CallerAudio, HangUp
 from tests.calls.test_worker import lookup_order, speak, tools
+from tests.support.remembering import QUESTION, Remembering
 from tests.support.wired_call import WiredCall
 
-QUESTION = "My name is Ada and my order is 42."
 FAST = SurvivalPolicy(attempts=3, backoff_s=0.0, attempt_timeout_s=1.0)
-
-
-class Remembering(Script):
-    """Answers from the conversation it was given: after a replay, a fresh session still
-    knows the caller's name; a resume request finishes the cut answer."""
-
-    def turn_for(self, request: ResponseRequest) -> Turn:
-        if request.instructions == RESUME_INSTRUCTIONS:
-            return Turn(text="as I was saying, it shipped", duration_ms=1200)
-        if request.index == 0 and not request.history:
-            return self.greeting
-        # Typed text from a replay, not this session's own audio: a memory from before.
-        remembered = [
-            part.get("text", "")
-            for item in request.history
-            for part in item.get("content") or []
-            if part.get("type") == "input_text"
-        ]
-        if any("Ada" in text for text in remembered):
-            return Turn(text="Yes Ada, order 42 shipped yesterday", duration_ms=1500)
-        return super().turn_for(request)
-
-
-def _texts(items: tuple[dict[str, Any], ...]) -> list[str]:
-    return [
-        part.get("text") or part.get("transcript") or ""
-        for item in items
-        for part in item.get("content") or []
-    ]
 
 
 async def quiet(call: WiredCall, ms: int) -> None:
@@ -79,9 +49,9 @@ async def test_a_drop_mid_answer_is_replaced_and_the_answer_finished() -> None:
         # Only what the carrier was sent (≈1 s of audio ≈ 3-4 words), not the whole line.
         assert 1 <= len(words) <= 4 and words[0] == "Hello"
         [resume] = [
-            e for e in call.model.sent("response.create") if e.get("response", {}).get(
-                "instructions"
-            ) == RESUME_INSTRUCTIONS
+            e
+            for e in call.model.sent("response.create")
+            if e.get("response", {}).get("instructions") == RESUME_INSTRUCTIONS
         ]
         assert resume["response"]["metadata"]["purpose"] == "reply"
         await call.until(lambda: bool(call.model.received("response.done")), within=5)
@@ -107,7 +77,8 @@ async def test_the_next_question_is_answered_with_context_from_before_the_drop()
         await call.until(lambda: call.model.sessions == 2)
         await call.settle()
         server_items = [i.public() for i in call.model.server.conversation.items()]
-        assert QUESTION in " ".join(_texts(tuple(server_items)))
+        said = [p.get("text", "") for i in server_items for p in i.get("content") or []]
+        assert QUESTION in said
         assert any(i.get("role") == "assistant" for i in server_items)
         await speak(call, 800)  # "Did it ship?" to the fresh session
         await quiet(call, 800)
