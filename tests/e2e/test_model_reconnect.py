@@ -78,3 +78,34 @@ async def test_a_drop_mid_answer_the_call_carries_on_with_context(
     record = await store.get_call(summary.call_sid)
     assert record["end_reason"] == "caller_hangup" and record["model_reconnects"] == "1"
     assert summary.closed_by == "softphone"
+
+
+async def test_when_the_model_stays_away_the_call_ends_with_the_apology(
+    make_service, local_model
+) -> None:
+    """The model server goes away for good: every fresh session is refused, and after the
+    bounded attempts the service closes the stream (Twilio then speaks the fallback)."""
+    model = await local_model(Remembering(greeting=Turn(text="Hello there", duration_ms=4000)))
+    service = await make_service(
+        realtime_backend="local",
+        local_realtime_url=model.url,
+        model_reconnect_backoff_seconds=0.05,
+    )
+    phone = Softphone(
+        service.base_url,
+        auth_token=TEST_AUTH_TOKEN,
+        public_url=service.services.settings.public_url,
+        seconds=10.0,
+    )
+    await phone.dial()
+    await phone.connect()
+    await phone.wait_for(lambda p: p.playback.played_ms > 300, 8)
+    await model.stop()
+    summary = await phone.finished()
+    assert summary.closed_by == "server" and summary.fallback_would_run
+    await service.services.writer.flush(timeout=5)
+    record = await service.services.store.get_call(summary.call_sid)
+    assert record["end_reason"] == "model_reconnect_failed"
+    events = await service.services.store.get_events(summary.call_sid)
+    [failed] = [e for e in events if e.get("reason") == "model_reconnect_failed"]
+    assert "3 attempts" in failed["detail"]
