@@ -22,6 +22,7 @@ from service.audio.transcode import PcmToUlaw, UlawToPcm
 from service.audio.vad import EnergyVad, VoiceStarted
 from service.calls.dtmf import DtmfCollector
 from service.calls.ear import EarLatency
+from service.calls.echo import EchoGate
 from service.calls.mirror import ConversationMirror, MirroredModel
 from service.calls.playback import PlaybackLedger
 from service.calls.reconnect import MAX_EARLY_AUDIO_FRAMES, SessionSurvival
@@ -144,6 +145,7 @@ class CallWorker(SessionSurvival):
         self._to_model: UlawToPcm | None = None
         self._to_caller: PcmToUlaw | None = None
         self._playback_vad: EnergyVad | None = None
+        self.echo_gate = EchoGate()  # used with _playback_vad only
         self.dtmf_pause_ms = dtmf_pause_ms
         self.dtmf = DtmfCollector(dtmf_pause_ms / 1000, self._send_digits)
         context = tool_context or ToolContext(call_sid=self.call_sid, redis=None)
@@ -278,7 +280,7 @@ class CallWorker(SessionSurvival):
                 audio = self._model_audio(event.ulaw)
                 await self.model.send_audio(audio)
                 if self._playback_vad is not None:
-                    await self._watch_playback(audio)
+                    await self._watch_playback(audio, event.ulaw)
             elif len(self._early_audio) < self._held_limit:
                 self._early_audio.append(event.ulaw)
             else:
@@ -365,6 +367,8 @@ class CallWorker(SessionSurvival):
         ulaw = event.audio if self._to_caller is None else self._to_caller.convert(event.audio)
         if not ulaw:
             return
+        if self._playback_vad is not None:
+            self.echo_gate.agent_audio(ulaw)
         # One media and one mark per model delta: whole chunks, not a message per 20 ms.
         mark = self.ledger.audio_sent(event.item_id, duration_ms, self.clock())
         self.ms_out += duration_ms
@@ -376,14 +380,18 @@ class CallWorker(SessionSurvival):
             self.timings.model_to_caller.add(inside)
             self.ear.chunk_sent(mark, inside)
 
-    async def _watch_playback(self, pcm: bytes) -> None:
+    async def _watch_playback(self, pcm: bytes, ulaw: bytes) -> None:
         """Barge-in for models that only report speech while they generate (Gemini's
         ``interrupted``): once a reply has been fully sent but still plays at the carrier, our
-        own VAD listens for the caller talking over it."""
+        own VAD listens for the caller talking over it. The echo gate (``echo.py``) makes it
+        hear silence where the caller's audio is only the agent's own voice coming back."""
         assert self._playback_vad is not None
         if not self.ledger.playing or self.model.active_response_id is not None:
             self._playback_vad.reset()
             return
+        played_ms = self.echo_gate.sent_ms - self.ledger.queued_ms(self.clock())
+        if self.echo_gate.is_echo(ulaw, played_ms):
+            pcm = bytes(len(pcm))
         if any(isinstance(e, VoiceStarted) for e in self._playback_vad.process(pcm)):
             self._playback_vad.reset()
             await self._barge_in(SpeechStarted("", 0, time.perf_counter()))
@@ -400,6 +408,8 @@ class CallWorker(SessionSurvival):
             await self.send(ClearPlayback())
             if event.received_at:
                 self.timings.barge_in_to_clear.add(time.perf_counter() - event.received_at)
+        if self._playback_vad is not None:
+            self.echo_gate.discard_unplayed(self.ledger.queued_ms(now))
         truncations = self.ledger.interrupt(now)
         self.tool_calls.barge_in(truncations)
         if active is not None:
