@@ -59,6 +59,7 @@ class SessionSurvival:
     _held_limit: int
     _session_started_at: float
     _roll_requested: bool
+    _quick_drops: int
     _hung_up: asyncio.Event
     _tasks: list[asyncio.Task[None]]
     _to_caller: PcmToUlaw | None
@@ -125,6 +126,21 @@ class SessionSurvival:
         ``attempt_timeout_s``; then the call ends failed (the carrier's apology)."""
         lost_at = self.clock()
         self._roll_requested = False
+        # A session that keeps dropping right after it was opened is not worth a storm of
+        # reconnects: after ``attempts`` such drops in a row the call ends.
+        if lost_at - self._session_started_at < self.survival.stable_after_s:
+            self._quick_drops += 1
+        else:
+            self._quick_drops = 0
+        if self._quick_drops >= max(1, self.survival.attempts):
+            self._record(
+                "error",
+                reason="model_keeps_dropping",
+                detail=f"{self._quick_drops} sessions in a row dropped within "
+                f"{self.survival.stable_after_s:g} s; last: {reason}"[:500],
+            )
+            await self._end_call("model_keeps_dropping", failed=True)
+            return False
         was_speaking = self.mirror.unfinished_agent_line() and reason != "session_max_age"
         # Invariant: from here until the new session is ready, caller audio is held
         # (bounded) in _early_audio instead of going to the model.

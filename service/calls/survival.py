@@ -39,6 +39,8 @@ class SurvivalPolicy:
     attempt_timeout_s: float = 1.5
     session_max_s: float = 3300.0
     held_audio_ms: int = 3000
+    # A replaced session that drops again sooner than this counts as a quick drop.
+    stable_after_s: float = 10.0
 
     @property
     def held_frames(self) -> int:

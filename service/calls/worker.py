@@ -136,6 +136,7 @@ class CallWorker(SessionSurvival):
         self.held_frames_dropped = 0
         self._session_started_at = 0.0
         self._roll_requested = False
+        self._quick_drops = 0  # sessions in a row that dropped soon after opening
         self._hung_up = asyncio.Event()
         self.end_reason: str | None = None
         self.model_ready = False

@@ -189,3 +189,18 @@ async def test_reconnecting_off_ends_the_call_as_before() -> None:
         await call.until(lambda: call.carrier.hung_up is not None)
         assert call.worker.end_reason == "model_disconnected"
         assert call.model.sessions == 1
+
+
+async def test_a_session_that_keeps_dropping_ends_the_call_instead_of_a_storm() -> None:
+    script = Script(greeting=Turn(text="Hello", duration_ms=400))
+    async with WiredCall(script, survival=FAST) as call:
+        await call.advance(20.0)  # the first session was stable: its drop is an ordinary one
+        for sessions in (2, 3, 4):
+            call.model.drop()
+            await call.until(lambda n=sessions: call.model.sessions == n)
+            await call.advance(1.0)
+        call.model.drop()  # the third quick drop in a row (attempts=3)
+        await call.until(lambda: call.carrier.hung_up is not None)
+        assert call.worker.end_reason == "model_keeps_dropping"
+        assert call.carrier.hung_up == HangUp("model_keeps_dropping", failed=True)
+        assert call.model.sessions == 4
