@@ -84,7 +84,8 @@ class SessionSurvival:
                 if isinstance(event, ModelClosed):
                     if self._roll_requested and not self._hung_up.is_set():
                         return "session_max_age"
-                    if self._hung_up.is_set() or not self._may_replace(model):
+                    # call_over: the provider ended the call itself; nothing to replace.
+                    if self._hung_up.is_set() or event.call_over or not self._may_replace(model):
                         await self.on_model_event(event)
                         return None
                     log.warning("model session dropped; replacing it", reason=event.reason)
