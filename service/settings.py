@@ -68,6 +68,19 @@ class Settings(BaseSettings):
     # then given up (service/calls/responses.py): later tool answers must not wait forever.
     response_ack_timeout_seconds: float = Field(5.0, gt=0)
 
+    # --- Model session survival (issue 17; service/calls/survival.py) -------------------------
+    # A dropped OpenAI/Azure/local session is replaced by a fresh one told the conversation so
+    # far: up to this many attempts (0: a drop ends the call, as before), each within the
+    # timeout, the second after the backoff and each later one after twice the last.
+    model_reconnect_attempts: int = Field(3, ge=0, le=10)
+    model_reconnect_backoff_seconds: float = Field(0.2, ge=0, le=5)
+    model_reconnect_attempt_timeout_seconds: float = Field(1.5, gt=0, le=30)
+    # Roll to a fresh session between turns once a session is this old (OpenAI closes one at
+    # 60 minutes); 0 never rolls.
+    model_session_max_seconds: float = Field(3300.0, ge=0)
+    # Caller audio held while there is no session; beyond it frames are dropped and counted.
+    model_gap_audio_ms: int = Field(3000, ge=20, le=30_000)
+
     # --- The local engine (python -m service realtime-server; service/modelserver/) ----------
     local_engine: Literal["", "speech", "synthetic"] = Field(
         "", description="Empty: speech if the [local] extra is installed, else synthetic."

@@ -25,6 +25,7 @@ from service.agent.profiles import AgentProfile, Profiles
 from service.agent.tools import ToolContext, ToolRegistry
 from service.calls.prewarm import PrewarmedSessions
 from service.calls.registry import CallRegistry
+from service.calls.survival import SurvivalPolicy
 from service.calls.timing import ServiceTimings
 from service.calls.voicemail import VoicemailPolicy
 from service.calls.worker import CallWorker, CommandSink
@@ -228,6 +229,13 @@ class CallFactory:
             filler_ms=settings.tool_filler_ms,
             dtmf_pause_ms=settings.dtmf_pause_ms,
             response_ack_timeout=settings.response_ack_timeout_seconds,
+            survival=SurvivalPolicy(
+                attempts=settings.model_reconnect_attempts,
+                backoff_s=settings.model_reconnect_backoff_seconds,
+                attempt_timeout_s=settings.model_reconnect_attempt_timeout_seconds,
+                session_max_s=settings.model_session_max_seconds,
+                held_audio_ms=settings.model_gap_audio_ms,
+            ),
         )
         self.calls.add(started.call_sid, worker)
         if started.parameters.get(PROFILE_PARAMETER):

@@ -120,6 +120,16 @@ class PlaybackLedger:
             heard = max(heard, min(head.start_ms + elapsed_ms, head.end_ms))
         return heard
 
+    def queued_ms(self, now: float) -> float:
+        """Estimated ms of our audio the carrier still has to play at ``now``."""
+        if not self.pending:
+            return 0.0
+        queued = sum(chunk.end_ms - chunk.start_ms for chunk in self.pending)
+        assert self._head_started_at is not None
+        head = self.pending[0]
+        elapsed = max(0.0, (now - self._head_started_at) * 1000.0)
+        return max(0.0, queued - min(elapsed, head.end_ms - head.start_ms))
+
     def interrupt(self, now: float) -> list[Truncation]:
         """The caller barged in: what to truncate, oldest first; starts a new generation.
 

@@ -22,7 +22,11 @@ from service.audio.transcode import PcmToUlaw, UlawToPcm
 from service.audio.vad import EnergyVad, VoiceStarted
 from service.calls.dtmf import DtmfCollector
 from service.calls.ear import EarLatency
+from service.calls.echo import EchoGate
+from service.calls.mirror import ConversationMirror, MirroredModel
 from service.calls.playback import PlaybackLedger
+from service.calls.reconnect import MAX_EARLY_AUDIO_FRAMES, SessionSurvival
+from service.calls.survival import SurvivalPolicy
 from service.calls.timing import ServiceTimings
 from service.calls.tools import CallLater, ToolCoordinator
 from service.metrics import Metrics
@@ -45,6 +49,7 @@ from service.realtime.events import (
     ToolCallCancelled,
     ToolCallRequested,
     Transcript,
+    TranscriptDelta,
 )
 from service.realtime.session import ModelSession
 from service.store.audit import ToolAudit
@@ -75,16 +80,16 @@ DRAIN_GOODBYE = (
     "We have to end this call now for maintenance. Apologise briefly, say the caller can "
     "call back in a minute, and say goodbye. Keep it to one or two short sentences."
 )
-# Caller audio held while the model session opens (the greeting is being prepared).
-MAX_EARLY_AUDIO_FRAMES = 100  # 2 s of 20 ms frames, 16 KB at most
 
 
-class CallWorker:
+class CallWorker(SessionSurvival):
     """Owns one call from ``start`` to its end.
 
     Memory per call: the playback ledger (a record per chunk queued at the carrier), two
     resampler histories, at most ``MAX_EARLY_AUDIO_FRAMES`` frames held before the model is
-    ready, and the ids of interrupted responses (cleared as they finish).
+    ready (``survival.held_frames`` while a dropped session is replaced), the conversation
+    mirror (bounded, see ``mirror.py``) and the ids of interrupted responses (cleared as
+    they finish).
     """
 
     def __init__(
@@ -107,6 +112,7 @@ class CallWorker:
         dtmf_pause_ms: int = 2000,
         response_ack_timeout: float = 5.0,
         call_later: CallLater | None = None,
+        survival: SurvivalPolicy | None = None,
     ) -> None:
         self.call_sid = started.call_sid
         self.store = store
@@ -124,6 +130,13 @@ class CallWorker:
         self.ms_out = 0.0
         self.barge_ins = 0
         self.model_reconnects = 0
+        self.survival = survival or SurvivalPolicy()
+        self.mirror = ConversationMirror()
+        self._held_limit = MAX_EARLY_AUDIO_FRAMES
+        self.held_frames_dropped = 0
+        self._session_started_at = 0.0
+        self._roll_requested = False
+        self._quick_drops = 0  # sessions in a row that dropped soon after opening
         self._hung_up = asyncio.Event()
         self.end_reason: str | None = None
         self.model_ready = False
@@ -133,6 +146,7 @@ class CallWorker:
         self._to_model: UlawToPcm | None = None
         self._to_caller: PcmToUlaw | None = None
         self._playback_vad: EnergyVad | None = None
+        self.echo_gate = EchoGate()  # used with _playback_vad only
         self.dtmf_pause_ms = dtmf_pause_ms
         self.dtmf = DtmfCollector(dtmf_pause_ms / 1000, self._send_digits)
         context = tool_context or ToolContext(call_sid=self.call_sid, redis=None)
@@ -141,7 +155,8 @@ class CallWorker:
             call_sid=self.call_sid,
             registry=tools or ToolRegistry(),
             ctx=context,
-            model=model,
+            # Outputs and texts the tools send are written into the mirror on the way.
+            model=MirroredModel(model, self.mirror),  # type: ignore[arg-type]
             ledger=self.ledger,
             audit=audit,
             metrics=self.metrics,
@@ -189,11 +204,11 @@ class CallWorker:
         while self._early_audio:
             await model.send_audio(self._model_audio(self._early_audio.popleft()))
         self.model_ready = True
+        self._session_started_at = self.clock()
         log.info("model session ready", audio=f"{fmt.encoding}/{fmt.sample_rate}")
         try:
-            async for event in model.events():
-                await self.on_model_event(event)
-                if isinstance(event, ModelClosed):
+            while (lost := await self._follow_session(model)) is not None:
+                if not await self._replace_session(model, lost):
                     return
         except Exception:
             # No exception escapes a call's tasks: the call ends with a reason instead.
@@ -266,13 +281,16 @@ class CallWorker:
                 audio = self._model_audio(event.ulaw)
                 await self.model.send_audio(audio)
                 if self._playback_vad is not None:
-                    await self._watch_playback(audio)
-            elif len(self._early_audio) < MAX_EARLY_AUDIO_FRAMES:
+                    await self._watch_playback(audio, event.ulaw)
+            elif len(self._early_audio) < self._held_limit:
                 self._early_audio.append(event.ulaw)
+            else:
+                self.held_frames_dropped += 1
         elif isinstance(event, MarkPlayed):
             now = self.clock()
             if self.ledger.mark_played(event.name, now):
                 self.tool_calls.check_heard()
+                self._roll_if_due()
                 if (heard := self.ear.mark_played(event.name, now)) is not None:
                     self.metrics.ear_latency.observe(heard[0])
                     self.metrics.ear_latency_service.observe(heard[1])
@@ -306,12 +324,16 @@ class CallWorker:
                 )
             case ResponseRefused():
                 self.tool_calls.refused(event)
+            case TranscriptDelta():
+                self.mirror.agent_saying(event.item_id, event.text)
             case Transcript(text=text) if text:
                 self._record("transcript", role=event.role, item_id=event.item_id, text=text)
+                self._mirror_transcript(event)
             case ItemTruncated():
                 self.metrics.truncations.labels("confirmed").inc()
                 self._record("truncated", item_id=event.item_id, audio_end_ms=event.audio_end_ms)
             case ToolCallRequested():
+                self.mirror.tool_called(event.call_id, event.name, event.arguments)
                 await self.tool_calls.requested(event)
             case ModelError():
                 self._model_error(event)
@@ -346,6 +368,8 @@ class CallWorker:
         ulaw = event.audio if self._to_caller is None else self._to_caller.convert(event.audio)
         if not ulaw:
             return
+        if self._playback_vad is not None:
+            self.echo_gate.agent_audio(ulaw)
         # One media and one mark per model delta: whole chunks, not a message per 20 ms.
         mark = self.ledger.audio_sent(event.item_id, duration_ms, self.clock())
         self.ms_out += duration_ms
@@ -357,14 +381,18 @@ class CallWorker:
             self.timings.model_to_caller.add(inside)
             self.ear.chunk_sent(mark, inside)
 
-    async def _watch_playback(self, pcm: bytes) -> None:
+    async def _watch_playback(self, pcm: bytes, ulaw: bytes) -> None:
         """Barge-in for models that only report speech while they generate (Gemini's
         ``interrupted``): once a reply has been fully sent but still plays at the carrier, our
-        own VAD listens for the caller talking over it."""
+        own VAD listens for the caller talking over it. The echo gate (``echo.py``) makes it
+        hear silence where the caller's audio is only the agent's own voice coming back."""
         assert self._playback_vad is not None
         if not self.ledger.playing or self.model.active_response_id is not None:
             self._playback_vad.reset()
             return
+        played_ms = self.echo_gate.sent_ms - self.ledger.queued_ms(self.clock())
+        if self.echo_gate.is_echo(ulaw, played_ms):
+            pcm = bytes(len(pcm))
         if any(isinstance(e, VoiceStarted) for e in self._playback_vad.process(pcm)):
             self._playback_vad.reset()
             await self._barge_in(SpeechStarted("", 0, time.perf_counter()))
@@ -381,6 +409,8 @@ class CallWorker:
             await self.send(ClearPlayback())
             if event.received_at:
                 self.timings.barge_in_to_clear.add(time.perf_counter() - event.received_at)
+        if self._playback_vad is not None:
+            self.echo_gate.discard_unplayed(self.ledger.queued_ms(now))
         truncations = self.ledger.interrupt(now)
         self.tool_calls.barge_in(truncations)
         if active is not None:
@@ -390,6 +420,7 @@ class CallWorker:
             # The resampler's history belongs to audio the caller will never hear.
             self._to_caller = PcmToUlaw(self.model.audio_format.sample_rate)
         for cut in truncations:
+            self.mirror.agent_cut(cut.item_id, cut.audio_end_ms, cut.sent_ms)
             sent = await self.model.truncate(cut.item_id, cut.audio_end_ms)
             self.metrics.truncations.labels("sent" if sent else "unsupported").inc()
             self._record(

@@ -317,6 +317,7 @@ class RealtimeSession:
             trigger=trigger,
             instructions=overrides.get("instructions") or self.config["instructions"],
             last_user_item=last_user,
+            history=tuple(item.public() for item in self.conversation.items()),
         )
         turn, speech = None, None
         if self.engine is not None:  # the brain decides, off the event loop

@@ -34,3 +34,6 @@ class ResponseRequest:
     trigger: Trigger
     instructions: str  # response.instructions if given, else the session's
     last_user_item: dict[str, Any] | None  # the newest user/function_call_output item, if any
+    # Every item of the conversation before this response (public shapes), oldest first: a
+    # script can answer from what was said earlier (e.g. after a replayed conversation).
+    history: tuple[dict[str, Any], ...] = ()

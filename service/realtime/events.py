@@ -99,6 +99,29 @@ class Transcript:
 
 
 @dataclass(frozen=True, slots=True)
+class TranscriptDelta:
+    """A piece of what the agent is saying now (before the final ``Transcript``): lets the
+    worker know what was being said if the session drops mid-answer."""
+
+    item_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayItem:
+    """One line of the conversation so far, handed back to a fresh model session.
+
+    ``kind``: ``caller`` / ``agent`` (``text`` is the words), ``tool_call`` (``text`` is the
+    arguments JSON, with ``call_id`` and ``name``), ``tool_output`` (``text`` is the output).
+    """
+
+    kind: Literal["caller", "agent", "tool_call", "tool_output"]
+    text: str
+    call_id: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCallRequested:
     call_id: str
     name: str
@@ -181,6 +204,7 @@ ModelEvent = (
     | ResponseDone
     | ResponseRefused
     | Transcript
+    | TranscriptDelta
     | ToolCallRequested
     | ItemTruncated
     | ModelError

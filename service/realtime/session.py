@@ -9,10 +9,10 @@ modules here, never ``service.telephony``, ``service.calls`` or ``service.agent`
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
-from service.realtime.events import ModelAudioFormat, ModelEvent, Purpose
+from service.realtime.events import ModelAudioFormat, ModelEvent, Purpose, ReplayItem
 
 __all__ = ["ModelSession", "ModelUnavailable"]
 
@@ -40,11 +40,21 @@ class ModelSession(Protocol):
       while earlier audio still plays at the carrier (OpenAI's server VAD). False (Gemini,
       which only reports ``interrupted`` while it generates): the worker then runs its own
       VAD on caller audio while a fully sent reply is still playing.
+    * ``can_reopen``: True when the worker may replace a dropped (or aged) session in place:
+      ``reopen()`` opens a fresh session with the same configuration (new socket, new
+      protocol state, no greeting; raises :class:`ModelUnavailable`), after which
+      ``events()`` is called again for the new session's events; ``replay(items)`` hands
+      it the conversation so far. ``reopen()`` may follow ``close()`` (a roll closes the
+      aged session first when it is idle). When to reopen, how often, and what to replay is the
+      worker's decision (service/calls/survival.py). False for edges that resume by
+      themselves (Gemini reports ``SessionResumed``) or have nothing to reopen; the worker
+      never calls ``reopen``/``replay`` on them.
     * The ``send``-like methods return False when the session is gone (``events()`` says why)
       and never raise for a closed socket.
     """
 
     detects_speech_during_playback: bool
+    can_reopen: bool
 
     @property
     def audio_format(self) -> ModelAudioFormat:
@@ -73,3 +83,5 @@ class ModelSession(Protocol):
     async def cancel_response(self) -> bool: ...
     async def function_output(self, call_id: str, output: str) -> bool: ...
     async def close(self) -> None: ...
+    async def reopen(self) -> None: ...
+    async def replay(self, items: Sequence[ReplayItem]) -> bool: ...

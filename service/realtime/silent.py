@@ -18,6 +18,7 @@ class SilentModel:
     """Keeps the ``ModelSession`` contract with no model behind it. Memory: none per frame."""
 
     detects_speech_during_playback = True
+    can_reopen = False
 
     def __init__(self) -> None:
         self._closed = asyncio.Event()

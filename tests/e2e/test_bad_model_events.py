@@ -144,7 +144,11 @@ async def test_malformed_model_events_are_counted_and_the_call_carries_on(
 
 async def test_huge_model_events_are_bounded(make_service, local_model) -> None:
     model = await local_model(Script(greeting=Turn(text="Hi", duration_ms=500)))
-    service = await make_service(realtime_backend="local", local_realtime_url=model.url)
+    # Reconnecting off: this test is about the bound, and ends the call on the 1009 close
+    # (with reconnecting on, the worker opens a fresh session instead: test_model_reconnect).
+    service = await make_service(
+        realtime_backend="local", local_realtime_url=model.url, model_reconnect_attempts=0
+    )
     phone = phone_for(service, 8.0)
     await phone.dial()
     await phone.connect()

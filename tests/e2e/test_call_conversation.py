@@ -99,11 +99,15 @@ async def call_until_ended(service, **options: Any) -> Softphone:
 
 
 async def test_model_drops_the_socket_mid_call_ends_cleanly(make_service, local_model) -> None:
+    """With reconnecting off (MODEL_RECONNECT_ATTEMPTS=0) a drop ends the call cleanly; with
+    it on, see test_model_reconnect.py."""
     script = dataclasses.replace(
         DEMO_SCRIPT, greeting=Turn(text="Hello there", duration_ms=2000, drop_after_ms=500)
     )
     model = await local_model(script)
-    service = await make_service(realtime_backend="local", local_realtime_url=model.url)
+    service = await make_service(
+        realtime_backend="local", local_realtime_url=model.url, model_reconnect_attempts=0
+    )
     phone = await call_until_ended(service)
     summary = phone.summary()
     # The service closed the stream itself, so Twilio would now play the apology.

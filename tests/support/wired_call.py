@@ -6,7 +6,9 @@
 ``openai`` SDK's client-event union and every server event against its server-event union,
 so the pair speaks the public protocol, not a dialect. Faults are injected on the wire:
 ``drop_client`` swallows client events (a lost ``response.create``), ``inject`` delivers any
-server event.
+server event, ``drop()`` loses the session (``ModelClosed``; sends fail) and ``reopen()``
+then starts a fresh server session for the same script (``refuse_reopens`` makes that many
+attempts fail first).
 
 ``Carrier`` is Twilio's playback queue (``PlaybackBuffer``) on the same clock: it plays what
 the worker sends at real time and echoes marks as playback reaches them.
@@ -33,6 +35,7 @@ from service.realtime.config import SessionConfig
 from service.realtime.events import ModelClosed, ModelEvent
 from service.realtime.openai.connection import ProtocolSession
 from service.realtime.openai.protocol import OpenAIRealtimeProtocol
+from service.realtime.session import ModelUnavailable
 from service.store.calls import CallStore
 from service.store.writer import StoreWriter
 from service.telephony.events import (
@@ -86,7 +89,11 @@ class WiredModel(ProtocolSession):
 
     def __init__(self, script: Script, clock: SimClock, config: SessionConfig | None = None):
         self.protocol = OpenAIRealtimeProtocol(config or SessionConfig())
+        self.script = script
         self.server = RealtimeSession(script)
+        self.sessions = 1  # server sessions opened (reopen starts another)
+        self.refuse_reopens = 0
+        self.dropped = False
         self.clock = clock
         self.client_events: list[Event] = []
         self.server_events: list[Event] = []
@@ -100,7 +107,7 @@ class WiredModel(ProtocolSession):
     def _to_server(self, event: Event) -> None:
         check_openai_client_event(event)
         self.client_events.append(event)
-        if self.closed or self.drop_client(event):
+        if self.closed or self.dropped or self.drop_client(event):
             return
         self._deliver(self.server.receive(orjson.dumps(event), self.clock.now))
 
@@ -116,7 +123,7 @@ class WiredModel(ProtocolSession):
             self._queue.put_nowait(model_event)
 
     def tick(self) -> None:
-        if not self.closed:
+        if not self.closed and not self.dropped:
             self._deliver(self.server.tick(self.clock.now))
 
     # --- ModelSession (the rest comes from ProtocolSession) --------------------------------
@@ -124,7 +131,23 @@ class WiredModel(ProtocolSession):
     async def send(self, event: Event) -> bool:
         self._to_server(event)
         await asyncio.sleep(0)  # a socket send may suspend: let other tasks interleave here
-        return True
+        return not (self.dropped or self.closed)
+
+    def drop(self, reason: str = "socket closed (no close frame)") -> None:
+        """The connection is lost: nothing more arrives, sends fail, ``ModelClosed`` follows."""
+        self.dropped = True
+        self._queue.put_nowait(ModelClosed(reason))
+
+    async def reopen(self) -> None:
+        if self.refuse_reopens > 0:
+            self.refuse_reopens -= 1
+            raise ModelUnavailable("cannot connect: refused (simulated)")
+        self.protocol = OpenAIRealtimeProtocol(self.protocol.config)
+        self.server = RealtimeSession(self.script)
+        self.sessions += 1
+        self.dropped = self.closed = False
+        self._deliver(self.server.open(self.clock.now))
+        self._to_server(self.protocol.session_update())
 
     async def open(self, greeting: str | None = None) -> None:
         if self._opened:

@@ -65,6 +65,8 @@ class GeminiLiveSession:
     # D.4: ``interrupted`` only comes while the model is generating; a caller talking over
     # audio that was fully sent but still plays at the carrier is heard by the worker's VAD.
     detects_speech_during_playback = False
+    # Gemini resumes a dropped session by itself (session resumption handles, D.7).
+    can_reopen = False
 
     def __init__(
         self,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import orjson
@@ -22,6 +22,7 @@ from service.realtime.events import (
     ModelError,
     ModelEvent,
     Purpose,
+    ReplayItem,
     SessionReady,
 )
 from service.realtime.openai.protocol import OpenAIRealtimeProtocol
@@ -42,6 +43,7 @@ class ProtocolSession:
 
     protocol: OpenAIRealtimeProtocol
     detects_speech_during_playback = True  # B.6: server VAD hears the caller all the time
+    can_reopen = True  # a dropped session can be replaced by a fresh one with a replay
 
     async def send(self, event: dict[str, Any]) -> bool:
         raise NotImplementedError
@@ -84,6 +86,13 @@ class ProtocolSession:
 
     async def function_output(self, call_id: str, output: str) -> bool:
         return await self.send(self.protocol.function_output(call_id, output))
+
+    async def replay(self, items: Sequence[ReplayItem]) -> bool:
+        """Hand an earlier session's conversation to this one, in order (B.3 items)."""
+        for item in items:
+            if not await self.send(self.protocol.replay_item(item)):
+                return False
+        return True
 
 
 class RealtimeConnection(ProtocolSession):
@@ -161,6 +170,21 @@ class RealtimeConnection(ProtocolSession):
         except ModelUnavailable:
             await self._close_socket()
             raise
+
+    async def reopen(self) -> None:
+        """Replace the session with a fresh one (new socket, new protocol state, the same
+        ``session.update``); raises ``ModelUnavailable``. The old socket, if still open (a
+        roll before the provider's session cap), is closed once the new one is ready, so
+        the caller hears no extra gap. Asks for no greeting: the worker decides what next.
+        """
+        old, self._ws = self._ws, None
+        self._early = []
+        self.protocol = OpenAIRealtimeProtocol(self.protocol.config)
+        try:
+            await self._connect()
+        finally:
+            if old is not None:
+                await old.close()
 
     async def send(self, event: dict[str, Any]) -> bool:
         """Send one client event; ``False`` if the socket is gone (the reader reports why)."""

@@ -29,6 +29,7 @@ from service.realtime.events import (
     PlaybackEnded,
     PlaybackStarted,
     Purpose,
+    ReplayItem,
     ResponseDone,
     ResponseRefused,
     ResponseStarted,
@@ -37,6 +38,7 @@ from service.realtime.events import (
     SpeechStopped,
     ToolCallRequested,
     Transcript,
+    TranscriptDelta,
 )
 from service.realtime.wire import (
     MAX_CODE_CHARS,
@@ -83,7 +85,6 @@ _IGNORED = frozenset(
         "response.content_part.added",
         "response.content_part.done",
         "response.output_audio.done",
-        "response.output_audio_transcript.delta",
         "response.output_text.delta",
         "response.output_text.done",
         "response.function_call_arguments.delta",
@@ -125,6 +126,7 @@ class OpenAIRealtimeProtocol:
             "response.created": self._response_created,
             "response.done": self._response_done,
             "response.output_audio_transcript.done": self._agent_transcript,
+            "response.output_audio_transcript.delta": self._agent_transcript_delta,
             "conversation.item.input_audio_transcription.completed": self._caller_transcript,
             "response.function_call_arguments.done": self._function_call,
             "conversation.item.truncated": self._truncated,
@@ -235,6 +237,39 @@ class OpenAIRealtimeProtocol:
             },
         }
 
+    def replay_item(self, item: ReplayItem) -> dict[str, Any]:
+        """A line of an earlier session's conversation, as a ``conversation.item.create``
+        (B.3 item shapes): the caller's words as ``input_text``, the agent's as an assistant
+        message's ``output_text``, a tool call and its output as the function call items."""
+        created: dict[str, Any]
+        match item.kind:
+            case "caller":
+                created = {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": item.text}],
+                }
+            case "agent":
+                created = {
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": item.text}],
+                }
+            case "tool_call":
+                created = {
+                    "type": "function_call",
+                    "call_id": item.call_id,
+                    "name": item.name,
+                    "arguments": item.text,
+                }
+            case "tool_output":
+                created = {
+                    "type": "function_call_output",
+                    "call_id": item.call_id,
+                    "output": item.text,
+                }
+        return {"type": "conversation.item.create", "event_id": self._event_id(), "item": created}
+
     def truncate(self, item_id: str, audio_end_ms: int) -> dict[str, Any]:
         # B.3: content_index 0, audio_end_ms in the item's own timeline (F.6).
         return {
@@ -312,6 +347,10 @@ class OpenAIRealtimeProtocol:
     def _agent_transcript(self, event: Fields, now: float) -> list[ModelEvent]:
         text = event.text("transcript", limit=MAX_TEXT_CHARS)
         return [Transcript("agent", event.text("item_id"), text)]
+
+    def _agent_transcript_delta(self, event: Fields, now: float) -> list[ModelEvent]:
+        delta = event.text("delta", limit=MAX_TEXT_CHARS)
+        return [TranscriptDelta(event.text("item_id"), delta)] if delta else []
 
     def _caller_transcript(self, event: Fields, now: float) -> list[ModelEvent]:
         text = event.text("transcript", limit=MAX_TEXT_CHARS)

@@ -39,6 +39,10 @@ def sideband_url(base: str, call_id: str) -> str:
 
 
 class SidebandConnection(RealtimeConnection):
+    # The session is the SIP call's at OpenAI: it is reattached by call_id (below, reported as
+    # SessionResumed), never replaced by a fresh one from the worker.
+    can_reopen = False
+
     def __init__(
         self,
         base_url: str,

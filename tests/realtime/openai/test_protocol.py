@@ -14,12 +14,14 @@ from service.realtime.events import (
     AgentAudio,
     ItemTruncated,
     ModelError,
+    ReplayItem,
     ResponseDone,
     ResponseStarted,
     SessionReady,
     SpeechStarted,
     ToolCallRequested,
     Transcript,
+    TranscriptDelta,
 )
 from service.realtime.openai.protocol import OpenAIRealtimeProtocol, realtime_url
 from tests.support.conformance import check_openai_client_event
@@ -167,3 +169,44 @@ def test_model_goes_in_the_url() -> None:
         "wss://api.openai.com/v1/realtime?model=gpt-realtime"
     )
     assert realtime_url("wss://x/v1/realtime?model=a", "b") == "wss://x/v1/realtime?model=a"
+
+
+def test_replayed_conversation_items_conform_to_the_sdk() -> None:
+    """A fresh session is told the old one's conversation as GA items (B.3)."""
+    protocol = OpenAIRealtimeProtocol(SessionConfig())
+    items = [
+        ReplayItem("caller", "My order is 42"),
+        ReplayItem("agent", "Let me check"),
+        ReplayItem("tool_call", '{"order_number": "42"}', call_id="call_1", name="lookup"),
+        ReplayItem("tool_output", '{"status": "shipped"}', call_id="call_1"),
+    ]
+    events = [protocol.replay_item(item) for item in items]
+    for event in events:
+        check_openai_client_event(event)
+    created = [event["item"] for event in events]
+    assert created[0]["content"] == [{"type": "input_text", "text": "My order is 42"}]
+    assert created[1]["role"] == "assistant"
+    assert created[1]["content"] == [{"type": "output_text", "text": "Let me check"}]
+    assert created[2] == {
+        "type": "function_call",
+        "call_id": "call_1",
+        "name": "lookup",
+        "arguments": '{"order_number": "42"}',
+    }
+    assert created[3]["type"] == "function_call_output"
+    assert len({event["event_id"] for event in events}) == 4
+
+
+def test_agent_transcript_deltas_are_passed_on() -> None:
+    protocol = OpenAIRealtimeProtocol(SessionConfig())
+    delta = {
+        "type": "response.output_audio_transcript.delta",
+        "response_id": "resp_1",
+        "item_id": "item_1",
+        "output_index": 0,
+        "content_index": 0,
+        "delta": "Hello ",
+    }
+    assert protocol.receive(json.dumps(delta)) == [TranscriptDelta("item_1", "Hello ")]
+    assert protocol.receive(json.dumps({**delta, "delta": ""})) == []
+    assert protocol.unknown_events == 0
