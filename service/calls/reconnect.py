@@ -208,4 +208,3 @@ class SessionSurvival:
             await self.tool_calls.flush()
             return
         await model.create_response(RESUME_INSTRUCTIONS, purpose="reply")
-
